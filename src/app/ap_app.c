@@ -1,0 +1,274 @@
+#include "ap_app.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/ap_error.h"
+#include "../core/ap_log.h"
+#include "../net/ap_metrics.h"
+
+/* ---------------------------------------------------------------- built-in endpoints */
+
+static int h_healthz(struct ap_http_exchange *x)
+{
+    return ap_http_respond(x, 200, "text/plain; charset=utf-8", "ok", 2);
+}
+
+static int h_readyz(struct ap_http_exchange *x)
+{
+    if (ap_server_is_ready(x->server))
+        return ap_http_respond(x, 200, "text/plain; charset=utf-8", "ready", 5);
+    ap_http_add_header(x, "Retry-After", AP_SPAN_LIT("1"));
+    const char *why = ap_server_is_draining(x->server) ? "draining" : "starting";
+    return ap_http_respond(x, 503, "text/plain; charset=utf-8", why, strlen(why));
+}
+
+static int h_metrics(struct ap_http_exchange *x)
+{
+    struct ap_app *app = x->app;
+    struct ap_buf out;
+    ap_buf_init(&out, 64 * 1024 * 1024);
+    struct ap_server *servers[2] = {app->data, app->admin};
+    int rc = ap_metrics_render(&out, servers, 2);
+    if (rc == AP_OK)
+        rc = ap_http_respond(x, 200, "text/plain; version=0.0.4; charset=utf-8", out.data,
+                             out.len);
+    else
+        rc = ap_http_respond_error(x, 500, "internal", "cannot render metrics");
+    ap_buf_free(&out);
+    return rc;
+}
+
+static int register_routes(struct ap_app *app)
+{
+    int rc = 0;
+    ap_router_init(&app->data_router);
+    ap_router_init(&app->admin_router);
+    rc |= ap_router_add(&app->data_router, AP_M(GET), "/healthz", h_healthz, NULL, NULL);
+    rc |= ap_router_add(&app->data_router, AP_M(GET), "/readyz", h_readyz, NULL, NULL);
+    rc |= ap_router_add(&app->admin_router, AP_M(GET), "/healthz", h_healthz, NULL, NULL);
+    rc |= ap_router_add(&app->admin_router, AP_M(GET), "/metrics", h_metrics, NULL, NULL);
+    return rc ? AP_ELIMIT : AP_OK;
+}
+
+/* ---------------------------------------------------------------- start-up helpers */
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int make_dirs(const char *path)
+{
+    char tmp[AP_CONFIG_STR_MAX];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
+            return ap_error_from_errno(errno);
+        *p = '/';
+    }
+    if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
+        return ap_error_from_errno(errno);
+    return AP_OK;
+}
+
+static int write_port_file(const char *path, int data_port, int admin_port)
+{
+    char tmp[AP_CONFIG_STR_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return ap_error_from_errno(errno);
+    fprintf(f, "{\"listen\": %d, \"admin\": %d}\n", data_port, admin_port);
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        return ap_error_from_errno(errno);
+    return AP_OK;
+}
+
+static void server_config(struct ap_server_config *sc, const struct ap_config *cfg,
+                          const char *addr, bool data_plane)
+{
+    static char hosts[2][256];
+    int port = 0;
+    char *host = hosts[data_plane ? 0 : 1];
+    ap_config_parse_addr(addr, host, sizeof(hosts[0]), &port);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    memset(sc, 0, sizeof(*sc));
+    sc->name = data_plane ? "data" : "admin";
+    sc->host = host;
+    sc->port = port;
+    sc->threads = data_plane ? (int)(cfg->threads ? cfg->threads : (ncpu > 0 ? ncpu : 1))
+                             : (int)cfg->admin_threads;
+    sc->pin_threads = data_plane && cfg->pin_threads;
+    sc->first_cpu = 0;
+    sc->max_connections = data_plane ? (int)cfg->max_connections : 1024;
+    sc->backlog = (int)cfg->backlog;
+    sc->limits.max_header_bytes = (size_t)cfg->max_header_bytes;
+    sc->limits.max_uri = (size_t)cfg->max_uri;
+    /* the control plane takes uploads (creatives): at least 16 MiB */
+    sc->limits.max_body = data_plane || cfg->max_body > 16 * 1024 * 1024
+                              ? (size_t)cfg->max_body
+                              : 16 * 1024 * 1024;
+    sc->limits.max_header_count = (unsigned)cfg->max_header_count;
+    sc->header_timeout_ms = (int)cfg->header_timeout_ms;
+    sc->idle_timeout_ms = (int)cfg->idle_timeout_ms;
+    sc->drain_timeout_ms = (int)cfg->drain_timeout_ms;
+    sc->max_response = data_plane ? 16 * 1024 * 1024 : 256 * 1024 * 1024;
+    sc->access_log_sample = (int)cfg->access_log_sample;
+}
+
+static void apply_reload(struct ap_app *app, int argc, char **argv)
+{
+    struct ap_config cfg;
+    char err[512];
+    if (ap_config_load(&cfg, argc, argv, err, sizeof(err)) != AP_OK) {
+        ap_log_error("reload refused, keeping the running config: %s", err);
+        return;
+    }
+    ap_config_publish(&cfg);
+    ap_log_set_level_name(cfg.log_level);
+    struct ap_server_config sc;
+    server_config(&sc, &cfg, cfg.listen, true);
+    ap_server_reconfigure(app->data, &sc.limits, sc.header_timeout_ms, sc.idle_timeout_ms,
+                          sc.access_log_sample);
+    server_config(&sc, &cfg, cfg.admin_listen, false);
+    ap_server_reconfigure(app->admin, &sc.limits, sc.header_timeout_ms, sc.idle_timeout_ms,
+                          sc.access_log_sample);
+    ap_log_info("configuration reloaded (log level %s)", cfg.log_level);
+}
+
+int ap_app_serve(int argc, char **argv)
+{
+    static struct ap_app app;
+    char err[512];
+    int rc, exit_code = 1, sfd = -1;
+
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            ap_config_print_help(stdout);
+            return 0;
+        }
+    }
+    if (ap_config_load(&app.cfg, argc, argv, err, sizeof(err)) != AP_OK) {
+        fprintf(stderr, "adplatform serve: %s\n", err);
+        return 2;
+    }
+    ap_config_publish(&app.cfg);
+    ap_log_set_level_name(app.cfg.log_level);
+    app.started_at = (int64_t)time(NULL);
+    raise_fd_limit();
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL); /* threads created below inherit it */
+    signal(SIGPIPE, SIG_IGN);
+    sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    if (sfd < 0) {
+        ap_log_error("signalfd: %s", strerror(errno));
+        goto out;
+    }
+
+    rc = make_dirs(app.cfg.data_dir);
+    if (rc) {
+        ap_log_error("cannot create data dir %s: %s", app.cfg.data_dir, ap_strerror(rc));
+        goto out;
+    }
+    if (register_routes(&app) != AP_OK) {
+        ap_log_error("cannot register routes");
+        goto out;
+    }
+
+    struct ap_server_config sc;
+    server_config(&sc, &app.cfg, app.cfg.listen, true);
+    sc.router = &app.data_router;
+    sc.app = &app;
+    app.data = ap_server_create(&sc, &rc);
+    if (!app.data) {
+        ap_log_error("cannot listen on %s: %s", app.cfg.listen, ap_strerror(rc));
+        goto out;
+    }
+    server_config(&sc, &app.cfg, app.cfg.admin_listen, false);
+    sc.router = &app.admin_router;
+    sc.app = &app;
+    app.admin = ap_server_create(&sc, &rc);
+    if (!app.admin) {
+        ap_log_error("cannot listen on %s: %s", app.cfg.admin_listen, ap_strerror(rc));
+        goto out;
+    }
+    if ((rc = ap_server_start(app.data)) || (rc = ap_server_start(app.admin))) {
+        ap_log_error("cannot start workers: %s", ap_strerror(rc));
+        goto out;
+    }
+    if (app.cfg.port_file[0]) {
+        rc = write_port_file(app.cfg.port_file, ap_server_port(app.data),
+                             ap_server_port(app.admin));
+        if (rc) {
+            ap_log_error("cannot write port file %s: %s", app.cfg.port_file, ap_strerror(rc));
+            goto out;
+        }
+    }
+    ap_server_set_ready(app.data, true);
+    ap_server_set_ready(app.admin, true);
+    {
+        char host[256];
+        int port;
+        ap_config_parse_addr(app.cfg.listen, host, sizeof(host), &port);
+        fprintf(stderr, "\nAdPlatform %s is running.\n  Data plane:    http://%s:%d/\n",
+                AP_VERSION, host, ap_server_port(app.data));
+        ap_config_parse_addr(app.cfg.admin_listen, host, sizeof(host), &port);
+        fprintf(stderr, "  Control plane: http://%s:%d/  (metrics: /metrics)\n\n", host,
+                ap_server_port(app.admin));
+        ap_log_info("listening: data port %d (%d threads), admin port %d (%d threads)",
+                    ap_server_port(app.data), ap_server_threads(app.data),
+                    ap_server_port(app.admin), ap_server_threads(app.admin));
+    }
+
+    for (;;) {
+        struct signalfd_siginfo si;
+        ssize_t n = read(sfd, &si, sizeof(si));
+        if (n != (ssize_t)sizeof(si)) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            ap_log_error("signalfd read failed: %s", strerror(errno));
+            break;
+        }
+        if (si.ssi_signo == SIGHUP) {
+            apply_reload(&app, argc, argv);
+            continue;
+        }
+        ap_log_info("received %s: draining", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        break;
+    }
+    ap_server_set_ready(app.data, false);
+    ap_server_drain(app.data);
+    ap_server_drain(app.admin);
+    ap_server_join(app.data);
+    ap_server_join(app.admin);
+    ap_log_info("stopped cleanly");
+    exit_code = 0;
+out:
+    if (sfd >= 0)
+        close(sfd);
+    ap_server_destroy(app.data);
+    ap_server_destroy(app.admin);
+    app.data = app.admin = NULL;
+    return exit_code;
+}

@@ -1,0 +1,39 @@
+/*
+ * adplatform: one binary, git-style subcommands. `serve` runs a node (src/app); the others
+ * are tools and API clients (src/cli).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "app/ap_app.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: adplatform <command> [options]\n\n"
+                 "Commands:\n"
+                 "  serve      run a node: data plane and control plane (see serve --help)\n"
+                 "  version    print the version\n"
+                 "  help       this text\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "serve"))
+        return ap_app_serve(argc - 2, argv + 2);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("adplatform %s\n", AP_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "adplatform: unknown command \"%s\"\n\n", cmd);
+    usage(stderr);
+    return 2;
+}
