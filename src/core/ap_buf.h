@@ -32,7 +32,8 @@ int ap_buf_append_span(struct ap_buf *b, struct ap_span s);
 int ap_buf_append_u64(struct ap_buf *b, uint64_t v);
 int ap_buf_append_i64(struct ap_buf *b, int64_t v);
 int ap_buf_printf(struct ap_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int ap_buf_vprintf(struct ap_buf *b, const char *fmt, va_list ap);
+int ap_buf_vprintf(struct ap_buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 /* Drops the first n bytes (memmove of the rest). */
 void ap_buf_consume(struct ap_buf *b, size_t n);
