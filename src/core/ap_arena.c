@@ -1,5 +1,6 @@
 #include "ap_arena.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,8 +9,10 @@ struct ap_arena_chunk {
     struct ap_arena_chunk *next;
     size_t size; /* usable bytes in data[] */
     size_t used;
-    _Alignas(16) unsigned char data[];
+    size_t pad; /* keeps data[] at a 16-byte offset: malloc's alignment carries over */
+    unsigned char data[];
 };
+_Static_assert(offsetof(struct ap_arena_chunk, data) % 16 == 0, "arena data alignment");
 
 #define ALIGN16(n) (((n) + 15u) & ~(size_t)15u)
 
