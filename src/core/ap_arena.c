@@ -26,7 +26,11 @@ void ap_arena_init(struct ap_arena *a, size_t chunk_size, size_t max_bytes)
 
 static struct ap_arena_chunk *chunk_new(struct ap_arena *a, size_t need)
 {
+#ifdef AP_ARENA_DEBUG
+    size_t size = need; /* one malloc per allocation, exactly sized: ASan sees overflows */
+#else
     size_t size = need > a->chunk_size ? need : a->chunk_size;
+#endif
     if (a->used_bytes + size > a->max_bytes)
         return NULL;
     struct ap_arena_chunk *c = malloc(sizeof(*c) + size);
