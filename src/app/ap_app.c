@@ -11,9 +11,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../api/ap_api.h"
 #include "../core/ap_error.h"
 #include "../core/ap_log.h"
 #include "../net/ap_metrics.h"
+#include "../serve/ap_consent.h"
+#include "../serve/ap_geo.h"
+#include "../serve/ap_serve.h"
+#include "../serve/ap_tag.h"
+#include "../serve/ap_ua.h"
 
 /* ---------------------------------------------------------------- built-in endpoints */
 
@@ -54,8 +60,13 @@ static int register_routes(struct ap_app *app)
     ap_router_init(&app->admin_router);
     rc |= ap_router_add(&app->data_router, AP_M(GET), "/healthz", h_healthz, NULL, NULL);
     rc |= ap_router_add(&app->data_router, AP_M(GET), "/readyz", h_readyz, NULL, NULL);
+    rc |= ap_serve_register(&app->data_router); /* /v1/decision, /v1/ad */
+    rc |= ap_api_register_assets(&app->data_router); /* image creatives in ad markup */
+    struct ap_tag_options to = {.data_dir = app->cfg.data_dir};
+    rc |= ap_tag_register(&app->data_router, &to); /* /v1/tag.js, /demo */
     rc |= ap_router_add(&app->admin_router, AP_M(GET), "/healthz", h_healthz, NULL, NULL);
     rc |= ap_router_add(&app->admin_router, AP_M(GET), "/metrics", h_metrics, NULL, NULL);
+    rc |= ap_api_register(&app->admin_router);
     return rc ? AP_ELIMIT : AP_OK;
 }
 
@@ -130,6 +141,9 @@ static void server_config(struct ap_server_config *sc, const struct ap_config *c
     sc->drain_timeout_ms = (int)cfg->drain_timeout_ms;
     sc->max_response = data_plane ? 16 * 1024 * 1024 : 256 * 1024 * 1024;
     sc->access_log_sample = (int)cfg->access_log_sample;
+    sc->io_backend = !strcmp(cfg->io_backend, "uring")   ? AP_LOOP_URING
+                     : !strcmp(cfg->io_backend, "auto") ? AP_LOOP_AUTO
+                                                        : AP_LOOP_EPOLL;
 }
 
 static void apply_reload(struct ap_app *app, int argc, char **argv)
@@ -213,6 +227,42 @@ int ap_app_serve(int argc, char **argv)
         ap_log_error("cannot listen on %s: %s", app.cfg.admin_listen, ap_strerror(rc));
         goto out;
     }
+    {
+        /* the REST API: opens and migrates the store now, so a bad data dir fails at start */
+        struct ap_api_options ao = {.data_dir = app.cfg.data_dir,
+                                    .public_url = app.cfg.public_url,
+                                    .data_listen = app.cfg.listen,
+                                    .data_port = ap_server_port(app.data)};
+        if ((rc = ap_api_init(&ao, err, sizeof(err))) != AP_OK) {
+            ap_log_error("cannot start the API: %s", err);
+            goto out;
+        }
+    }
+    {
+        /* ad serving: token keys, delivery state, first snapshot, builder + delivery threads */
+        char host[256];
+        int port = 0;
+        ap_config_parse_addr(app.cfg.listen, host, sizeof(host), &port);
+        struct ap_serve_options so = {.data_dir = app.cfg.data_dir,
+                                      .public_url = app.cfg.public_url,
+                                      .listen_host = host,
+                                      .listen_port = ap_server_port(app.data),
+                                      .threads = ap_server_threads(app.data),
+                                      .trusted_proxies = app.cfg.trusted_proxies};
+        if ((rc = ap_serve_start(&so, err, sizeof(err))) != AP_OK) {
+            ap_log_error("cannot start ad serving: %s", err);
+            goto out;
+        }
+        /* request context: geo and device data (each optional: a warning if missing) */
+        app.geo = ap_geo_open_setting(app.cfg.geoip_db);
+        app.ua = ap_ua_open_setting(app.cfg.uap_regexes);
+        struct ap_serve_edge edge = {.geo = app.geo,
+                                     .geo_lookup = ap_geo_lookup,
+                                     .ua = app.ua,
+                                     .ua_parse = ap_ua_parse,
+                                     .consent_parse = ap_consent_parse};
+        ap_serve_set_edge(&edge);
+    }
     if ((rc = ap_server_start(app.data)) || (rc = ap_server_start(app.admin))) {
         ap_log_error("cannot start workers: %s", ap_strerror(rc));
         goto out;
@@ -262,6 +312,11 @@ int ap_app_serve(int argc, char **argv)
     ap_server_drain(app.admin);
     ap_server_join(app.data);
     ap_server_join(app.admin);
+    ap_serve_stop(); /* after the workers: saves delivery state, frees the snapshot */
+    ap_ua_close(app.ua);
+    ap_geo_close(app.geo);
+    app.ua = NULL;
+    app.geo = NULL;
     ap_log_info("stopped cleanly");
     exit_code = 0;
 out:

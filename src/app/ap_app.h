@@ -15,6 +15,9 @@
 #include "../net/ap_router.h"
 #include "../net/ap_server.h"
 
+struct ap_geo;
+struct ap_ua;
+
 struct ap_app {
     struct ap_config cfg; /* as loaded at start; reloaded values via ap_config_get() */
     struct ap_router data_router;
@@ -22,6 +25,8 @@ struct ap_app {
     struct ap_server *data;
     struct ap_server *admin;
     int64_t started_at; /* unix seconds */
+    struct ap_geo *geo; /* geo database (NULL: none); process lifetime */
+    struct ap_ua *ua;   /* User-Agent rules (NULL: none); process lifetime */
 };
 
 /* Runs `adplatform serve` with argv holding only the options. Returns the exit code. */

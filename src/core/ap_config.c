@@ -27,9 +27,18 @@ const struct ap_config_option ap_config_options[] = {
     OPT_STR("port-file", port_file, "", false,
             "write {\"listen\":PORT,\"admin\":PORT} here once both listeners are bound"),
     OPT_STR("log-level", log_level, "info", true, "debug, info, warn, error or off"),
+    OPT_STR("io-backend", io_backend, "epoll", false,
+            "socket I/O: epoll, uring (io_uring, experimental) or auto (uring when available)"),
     OPT_STR("public-url", public_url, "", false,
             "base URL for tracking links (default: the data plane's own address)"),
     OPT_STR("web-root", web_root, "", false, "dashboard files (default: <checkout>/web/dist)"),
+    OPT_STR("geoip-db", geoip_db, "auto", false,
+            "MaxMind-format geo database (.mmdb); auto: an installed GeoLite2/DB-IP file, else "
+            "tor-geoipdb's country data; none: no geo"),
+    OPT_STR("uap-regexes", uap_regexes, "/usr/share/uap-core/regexes.yaml", false,
+            "uap-core User-Agent rules (regexes.yaml); none: no device detection"),
+    OPT_STR("trusted-proxies", trusted_proxies, "", false,
+            "comma-separated CIDRs of proxies whose X-Forwarded-For is honoured (e.g. 10.0.0.0/8)"),
     OPT_INT("threads", threads, "0", 0, 256, false, "data-plane worker threads (0 = one per core)"),
     OPT_INT("admin-threads", admin_threads, "2", 1, 64, false, "control-plane threads"),
     OPT_BOOL("pin-threads", pin_threads, "true", false, "pin each worker to one core"),
@@ -212,6 +221,11 @@ static int validate(const struct ap_config *cfg, char *err, size_t errlen)
         ok |= !strcmp(cfg->log_level, levels[i]);
     if (!ok) {
         snprintf(err, errlen, "--log-level must be debug, info, warn, error or off");
+        return AP_EINVAL;
+    }
+    if (strcmp(cfg->io_backend, "epoll") && strcmp(cfg->io_backend, "uring") &&
+        strcmp(cfg->io_backend, "auto")) {
+        snprintf(err, errlen, "--io-backend must be epoll, uring or auto");
         return AP_EINVAL;
     }
     if (cfg->data_dir[0] == '\0') {

@@ -26,8 +26,12 @@ struct ap_config {
     char admin_listen[AP_CONFIG_STR_MAX]; /* control plane HOST:PORT */
     char port_file[AP_CONFIG_STR_MAX];
     char log_level[16];
+    char io_backend[16]; /* epoll, uring or auto */
     char public_url[AP_CONFIG_STR_MAX];
     char web_root[AP_CONFIG_STR_MAX];
+    char geoip_db[AP_CONFIG_STR_MAX];    /* .mmdb file, "auto" or "none" (src/serve/ap_geo.h) */
+    char uap_regexes[AP_CONFIG_STR_MAX]; /* uap-core regexes.yaml or "none" (src/serve/ap_ua.h) */
+    char trusted_proxies[AP_CONFIG_STR_MAX]; /* CIDRs whose X-Forwarded-For is honoured */
     int64_t threads;       /* data-plane workers; 0 = number of cores */
     int64_t admin_threads; /* control-plane threads */
     bool pin_threads;

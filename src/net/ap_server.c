@@ -1,3 +1,20 @@
+/*
+ * The HTTP/1.1 server: connections, pipelining, deferred responses, timeouts, draining.
+ *
+ * Connection I/O has two backends, chosen per worker by its ap_loop
+ * (docs/adr/0002-io-uring-serving-core.md):
+ *   - uring: a multishot accept per listener and a multishot recv per connection deliver
+ *     completions; received bytes are copied from the loop's provided buffers into the
+ *     connection's read buffer `in`; responses accumulate in `out`, which is swapped with
+ *     `sending` and handed to one send operation at a time; close (after a cancel of what is
+ *     in flight) is queued as an SQE too. Everything a loop iteration queues goes to the kernel
+ *     with its single io_uring_enter. An operation in flight owns the connection struct (and
+ *     `sending`): the struct is released only when no operation is in flight and no handler
+ *     holds it. Lingering close uses shutdown(2) directly (see conn_linger).
+ *   - epoll: readiness, edge-triggered; read()/send() on the spot (the fallback).
+ * Both share the request machinery (process_input, dispatch, ap_http_respond, finish_exchange)
+ * and the timeout lists.
+ */
 #include "ap_server.h"
 
 #include <errno.h>
@@ -17,8 +34,8 @@
 #include "../core/ap_time.h"
 
 const uint64_t ap_metrics_latency_bounds_us[AP_METRICS_LATENCY_BUCKETS - 1] = {
-    50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
-    1000000, 2500000};
+    50,    100,   250,    500,    1000,   2500,    5000,   10000,
+    25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
 
 const int ap_metrics_status_codes[AP_METRICS_STATUS_SLOTS] = {
     0,   100, 200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 408, 409,
@@ -32,7 +49,9 @@ static int status_slot(int status)
     return 0;
 }
 
-enum conn_state { CONN_FREE = 0, CONN_OPEN, CONN_LINGER };
+/* CONN_CLOSED: the socket is closed (or its close is queued); the struct waits for its
+ * operations in flight and for a handler that still holds the exchange. */
+enum conn_state { CONN_FREE = 0, CONN_OPEN, CONN_LINGER, CONN_CLOSED };
 enum conn_list { LIST_NONE = 0, LIST_READING, LIST_IDLE, LIST_LINGER, LIST_COUNT };
 
 struct ap_http_conn {
@@ -51,11 +70,20 @@ struct ap_http_conn {
     struct ap_http_parser parser;
     struct ap_arena arena;
     struct ap_http_exchange x;
-    bool close_after;  /* close once the output is written */
-    bool peer_eof;     /* read returned 0 */
-    bool in_deferred;  /* a handler answers later */
-    bool dead;         /* fd gone while deferred: free on respond */
-    bool in_progress;  /* inside process_input (re-entrancy guard) */
+    bool close_after; /* close once the output is written */
+    bool peer_eof;    /* read returned 0 */
+    bool in_deferred; /* a handler answers later */
+    bool in_progress; /* inside process_input (re-entrancy guard) */
+    bool input_held;  /* process_input stopped for back-pressure with input left */
+    struct ap_http_conn *all_prev, *all_next; /* the worker's open connections */
+    /* uring backend */
+    struct ap_loop_op recv_op, send_op;
+    struct ap_buf sending; /* owned by the send in flight; [send_off, len) not yet sent */
+    size_t send_off;
+    struct ap_buf stash;  /* input received while a deferred request pins `in` */
+    bool recv_armed;      /* a multishot recv is in flight (until its last completion) */
+    bool recv_cancelling; /* ... and its cancellation is queued */
+    bool send_armed;      /* a send of `sending` is in flight */
 };
 
 struct conn_list_head {
@@ -69,12 +97,16 @@ struct ap_worker {
     struct ap_loop loop;
     int lfd;
     struct ap_loop_io listen_io;
+    struct ap_loop_op accept_op; /* uring: multishot accept on lfd */
+    bool accept_armed;
     bool listening;
+    bool uring; /* the loop runs the io_uring backend */
     struct ap_loop_timer sweep;
     struct ap_loop_timer accept_retry;
     struct conn_list_head lists[LIST_COUNT];
     struct ap_http_conn *free_conns;
-    int nconns;
+    struct ap_http_conn *all; /* open connections (not yet closed) */
+    int nconns;               /* connection structs in use, closed ones included */
     int max_conns;
     bool draining;
     uint64_t drain_deadline_ns;
@@ -99,11 +131,24 @@ struct ap_server {
     _Atomic int header_timeout_ms, idle_timeout_ms, access_log_sample;
 };
 
+/* Input received while a deferred request pins `in` is stashed; past this, reading stops. */
+#define STASH_SOFT_LIMIT (64 * 1024)
+
 static void conn_on_io(struct ap_loop *loop, struct ap_loop_io *io, int events);
 static void conn_close(struct ap_http_conn *c);
 static void process_input(struct ap_http_conn *c);
 static void flush_output(struct ap_http_conn *c);
 static void conn_read(struct ap_http_conn *c);
+static void conn_kick(struct ap_http_conn *c);
+static void conn_linger(struct ap_http_conn *c);
+static void on_recv(struct ap_loop *loop, struct ap_loop_op *op, int res, unsigned flags);
+static void on_send(struct ap_loop *loop, struct ap_loop_op *op, int res, unsigned flags);
+
+/* Response bytes not yet handed to the kernel. */
+static size_t out_pending(const struct ap_http_conn *c)
+{
+    return (c->out.len - c->out_off) + (c->sending.len - c->send_off);
+}
 
 /* ---------------------------------------------------------------- lists */
 
@@ -139,6 +184,26 @@ static void list_push(struct ap_worker *w, struct ap_http_conn *c, enum conn_lis
     l->tail = c;
 }
 
+static void all_add(struct ap_worker *w, struct ap_http_conn *c)
+{
+    c->all_prev = NULL;
+    c->all_next = w->all;
+    if (w->all)
+        w->all->all_prev = c;
+    w->all = c;
+}
+
+static void all_remove(struct ap_worker *w, struct ap_http_conn *c)
+{
+    if (c->all_prev)
+        c->all_prev->all_next = c->all_next;
+    else
+        w->all = c->all_next;
+    if (c->all_next)
+        c->all_next->all_prev = c->all_prev;
+    c->all_prev = c->all_next = NULL;
+}
+
 /* ---------------------------------------------------------------- setup */
 
 static int make_listener(const char *host, int port, int backlog, int *out_fd)
@@ -160,6 +225,8 @@ static int make_listener(const char *host, int port, int backlog, int *out_fd)
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    /* accepted sockets inherit it: no setsockopt per connection */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
         int rc = errno == EADDRINUSE || errno == EADDRNOTAVAIL ? AP_EADDR : AP_ESYS;
         freeaddrinfo(res);
@@ -314,8 +381,14 @@ static struct ap_http_conn *conn_get(struct ap_worker *w)
             return NULL;
         ap_buf_init(&c->in, 0);
         ap_buf_init(&c->out, 0);
+        ap_buf_init(&c->sending, 0);
+        ap_buf_init(&c->stash, 0);
         ap_buf_init(&c->hdrs, 8192);
         ap_arena_init(&c->arena, AP_SERVER_ARENA_CHUNK, AP_SERVER_ARENA_MAX);
+        c->recv_op.cb = on_recv;
+        c->recv_op.data = c;
+        c->send_op.cb = on_send;
+        c->send_op.data = c;
     }
     c->w = w;
     return c;
@@ -331,7 +404,10 @@ static void conn_put(struct ap_worker *w, struct ap_http_conn *c)
         ap_buf_free(&c->in);
     if (c->out.size > 65536)
         ap_buf_free(&c->out);
-    c->in.len = c->out.len = c->hdrs.len = 0;
+    if (c->sending.size > 65536)
+        ap_buf_free(&c->sending);
+    ap_buf_free(&c->stash);
+    c->in.len = c->out.len = c->sending.len = c->hdrs.len = 0;
     c->next = w->free_conns;
     w->free_conns = c;
 }
@@ -342,8 +418,11 @@ static void start_request(struct ap_http_conn *c)
     current_limits(c->w->s, &lim);
     ap_http_parser_init(&c->parser, &lim);
     c->in.cap = input_cap(&lim);
+    c->stash.cap = c->in.cap;
     c->req_started = false;
 }
+
+static void uring_sync_recv(struct ap_http_conn *c);
 
 static void conn_open(struct ap_worker *w, int fd)
 {
@@ -360,29 +439,33 @@ static void conn_open(struct ap_worker *w, int fd)
     c->list = LIST_NONE;
     c->prev = c->next = NULL;
     c->req_start = 0;
-    c->out_off = 0;
-    c->close_after = c->peer_eof = c->in_deferred = c->dead = c->in_progress = false;
+    c->out_off = c->send_off = 0;
+    c->close_after = c->peer_eof = c->in_deferred = c->in_progress = c->input_held = false;
+    c->recv_armed = c->recv_cancelling = c->send_armed = false;
     c->out.cap = s->cfg.max_response ? s->cfg.max_response : 16 * 1024 * 1024;
+    c->sending.cap = c->out.cap;
     start_request(c);
     if (ap_buf_reserve(&c->in, 4096) != AP_OK) {
         close(fd);
         conn_put(w, c);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (ap_loop_add(&w->loop, &c->io, AP_LOOP_READ | AP_LOOP_WRITE) != AP_OK) {
+    /* TCP_NODELAY comes from the listening socket. */
+    if (!w->uring && ap_loop_add(&w->loop, &c->io, AP_LOOP_READ | AP_LOOP_WRITE) != AP_OK) {
         close(fd);
         conn_put(w, c);
         return;
     }
     w->nconns++;
+    all_add(w, c);
     AP_COUNTER_ADD(w->metrics.open_connections, 1);
     AP_COUNTER_ADD(w->metrics.accepted, 1);
     /* A new connection must send its request within the header timeout. */
     list_push(w, c, LIST_READING);
-    /* Data may already be there (edge-triggered: read now). */
-    conn_on_io(&w->loop, &c->io, AP_LOOP_READ);
+    if (w->uring)
+        uring_sync_recv(c); /* arms the multishot recv */
+    else
+        conn_on_io(&w->loop, &c->io, AP_LOOP_READ); /* data may be there (edge-triggered) */
 }
 
 static void conn_release(struct ap_http_conn *c)
@@ -393,36 +476,56 @@ static void conn_release(struct ap_http_conn *c)
     conn_put(w, c);
 }
 
-/* Closes the socket now. If a handler still owns the exchange, the struct lives on until it
- * answers. */
+/* A closed connection's struct goes back once no operation is in flight (their completions
+ * point at it) and no handler holds the exchange. */
+static void conn_maybe_release(struct ap_http_conn *c)
+{
+    if (c->state == CONN_CLOSED && !c->recv_armed && !c->send_armed && !c->in_deferred)
+        conn_release(c);
+}
+
+/* Closes the socket now (uring: cancels the operations in flight and queues the close). If a
+ * handler still owns the exchange, or operations are in flight, the struct lives on until they
+ * are done. */
 static void conn_close(struct ap_http_conn *c)
 {
     struct ap_worker *w = c->w;
-    if (c->state == CONN_FREE || c->io.fd < 0)
+    if (c->state != CONN_OPEN && c->state != CONN_LINGER)
         return;
+    int fd = c->io.fd;
     list_remove(w, c);
-    ap_loop_del(&w->loop, &c->io);
-    close(c->io.fd);
+    all_remove(w, c);
+    c->state = CONN_CLOSED;
     c->io.fd = -1;
-    if (c->in_deferred) {
-        c->dead = true;
-        return;
+    if (w->uring) {
+        /* A socket lives while operations hold it: cancel them before the close. */
+        if (c->recv_armed || c->send_armed)
+            ap_loop_cancel_fd(&w->loop, fd);
+        ap_loop_close(&w->loop, fd);
+    } else {
+        ap_loop_del(&w->loop, &c->io);
+        close(fd);
     }
-    conn_release(c);
+    conn_maybe_release(c);
 }
 
 /* Graceful close: stop sending, read and discard until the peer closes or a deadline, so
- * unread input does not turn our close into a reset. */
+ * unread input does not turn our close into a reset. Called with no output pending. */
 static void conn_linger(struct ap_http_conn *c)
 {
     if (c->peer_eof) {
         conn_close(c);
         return;
     }
-    shutdown(c->io.fd, SHUT_WR);
     c->state = CONN_LINGER;
     list_push(c->w, c, LIST_LINGER);
-    conn_on_io(&c->w->loop, &c->io, AP_LOOP_READ);
+    /* A system call, also on uring: IORING_OP_SHUTDOWN always runs in an io-wq thread, later
+     * than the close that may follow it, and could then meet the fd number reused. */
+    shutdown(c->io.fd, SHUT_WR);
+    if (c->w->uring)
+        uring_sync_recv(c); /* the recv drains (and discards) until end of stream */
+    else
+        conn_on_io(&c->w->loop, &c->io, AP_LOOP_READ);
 }
 
 static void linger_read(struct ap_http_conn *c)
@@ -487,12 +590,12 @@ int ap_http_respond(struct ap_http_exchange *x, int status, const char *content_
         return AP_EINVAL;
     x->responded = true;
     x->status = status;
-    if (c->dead) {
+    if (c->state == CONN_CLOSED) {
         /* the client went away while we were working */
         c->in_deferred = false;
         ap_arena_reset(&c->arena);
         c->hdrs.len = 0;
-        conn_release(c);
+        conn_maybe_release(c);
         return AP_ECLOSED;
     }
     bool no_body = status == 204 || status == 304 || (status >= 100 && status < 200);
@@ -555,13 +658,29 @@ int ap_http_respond_error(struct ap_http_exchange *x, int status, const char *co
 {
     char body[1024], esc[600];
     ap_json_escape(esc, sizeof(esc), message, strlen(message));
-    int n = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code,
-                     esc);
+    int n =
+        snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, esc);
     if (n < 0)
         n = 0;
     if ((size_t)n >= sizeof(body))
         n = sizeof(body) - 1;
     return ap_http_respond(x, status, "application/json", body, (size_t)n);
+}
+
+int ap_http_peer_addr(struct ap_http_exchange *x, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (cap == 0)
+        return AP_EINVAL;
+    out[0] = '\0';
+    if (!x->conn)
+        return AP_EINVAL;
+    if (getpeername(x->conn->io.fd, (struct sockaddr *)&ss, &len) != 0)
+        return ap_error_from_errno(errno);
+    if (getnameinfo((struct sockaddr *)&ss, len, out, (socklen_t)cap, NULL, 0, NI_NUMERICHOST))
+        return AP_EINVAL;
+    return AP_OK;
 }
 
 /* For errors found before a request could be dispatched (malformed, timeout, refused). */
@@ -617,6 +736,23 @@ static void record_metrics(struct ap_http_conn *c)
     }
 }
 
+/* Moves the input stashed during a deferred request behind the rest (uring). */
+static void unstash(struct ap_http_conn *c)
+{
+    if (c->stash.len == 0)
+        return;
+    if (ap_buf_append(&c->in, c->stash.data, c->stash.len) != AP_OK)
+        respond_raw_error(c, 413, "request too large");
+    c->stash.len = 0;
+}
+
+/* uring: the peer closed its side; once nothing is left to answer, close after the output. */
+static void check_peer_eof(struct ap_http_conn *c)
+{
+    if (c->peer_eof && c->state == CONN_OPEN && !c->in_deferred && !c->input_held)
+        c->close_after = true;
+}
+
 /* The exchange's response is in the output: account for it and get ready for the next. */
 static void finish_exchange(struct ap_http_conn *c)
 {
@@ -631,6 +767,13 @@ static void finish_exchange(struct ap_http_conn *c)
         list_push(w, c, LIST_IDLE);
     if (was_deferred && !c->in_progress) {
         /* resume: pipelined input behind it, input that arrived meanwhile, then write */
+        if (w->uring) {
+            unstash(c);
+            process_input(c);
+            check_peer_eof(c);
+            conn_kick(c);
+            return;
+        }
         process_input(c);
         if (c->state == CONN_OPEN)
             conn_read(c);
@@ -669,9 +812,10 @@ static void dispatch(struct ap_http_conn *c)
             list_remove(w, c);
             return;
         }
+        if (x->responded && x->deferred)
+            return; /* deferred, then answered at once: ap_http_respond finished it */
         if (!x->responded) {
-            ap_log_error("handler for %s returned %d without answering",
-                         x->match.route->name, rc);
+            ap_log_error("handler for %s returned %d without answering", x->match.route->name, rc);
             c->hdrs.len = 0;
             ap_http_respond_error(x, 500, "internal", "internal error");
         }
@@ -684,21 +828,24 @@ static void process_input(struct ap_http_conn *c)
 {
     struct ap_worker *w = c->w;
     c->in_progress = true;
+    c->input_held = false;
     while (c->state == CONN_OPEN && !c->in_deferred && !c->close_after &&
            c->req_start < c->in.len) {
-        if (c->out.len - c->out_off > AP_SERVER_MAX_OUTPUT_PENDING)
+        if (out_pending(c) > AP_SERVER_MAX_OUTPUT_PENDING) {
+            c->input_held = true;
             break; /* let the client read first */
+        }
         if (!c->req_started) {
             c->req_started = true;
             list_push(w, c, LIST_READING);
         }
         struct ap_http_exchange *x = &c->x;
-        int rc = ap_http_parse(&c->parser, c->in.data + c->req_start, c->in.len - c->req_start,
-                               &x->req);
+        int rc =
+            ap_http_parse(&c->parser, c->in.data + c->req_start, c->in.len - c->req_start, &x->req);
         if (rc == AP_EAGAIN)
             break;
         if (rc == AP_HTTP_HEAD_DONE) {
-            if (x->req.expect_continue && x->req.minor_version == 1 && c->out.len == c->out_off)
+            if (x->req.expect_continue && x->req.minor_version == 1 && out_pending(c) == 0)
                 ap_buf_append(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
             continue;
         }
@@ -724,12 +871,161 @@ static void process_input(struct ap_http_conn *c)
     c->in_progress = false;
 }
 
+/* ---------------------------------------------------------------- uring connection I/O */
+
+/* Whether the connection wants its multishot recv armed. */
+static bool uring_wants_input(const struct ap_http_conn *c)
+{
+    if (c->state == CONN_LINGER)
+        return true; /* drain until the peer's end of stream */
+    if (c->state != CONN_OPEN || c->peer_eof)
+        return false;
+    if (c->in_deferred)
+        return c->stash.len < STASH_SOFT_LIMIT;
+    return out_pending(c) <= AP_SERVER_MAX_OUTPUT_PENDING; /* back-pressure */
+}
+
+/* Arms or cancels the multishot recv to match the connection's state. */
+static void uring_sync_recv(struct ap_http_conn *c)
+{
+    struct ap_worker *w = c->w;
+    bool want = uring_wants_input(c);
+    if (want && !c->recv_armed) {
+        if (ap_loop_recv_multishot(&w->loop, &c->recv_op, c->io.fd) != AP_OK) {
+            conn_close(c);
+            return;
+        }
+        c->recv_armed = true;
+    } else if (!want && c->recv_armed && !c->recv_cancelling) {
+        if (ap_loop_cancel(&w->loop, &c->recv_op) == AP_OK)
+            c->recv_cancelling = true;
+    }
+}
+
+/* Hands the output to the kernel: one send in flight at a time, from `sending`, while new
+ * responses accumulate in `out`. With nothing left to send, a closing connection lingers. */
+static void uring_flush(struct ap_http_conn *c)
+{
+    if (c->send_armed || c->state != CONN_OPEN)
+        return;
+    if (c->send_off == c->sending.len) {
+        c->sending.len = c->send_off = 0;
+        if (c->out.len == 0) {
+            if (c->close_after && !c->in_deferred)
+                conn_linger(c);
+            return;
+        }
+        struct ap_buf t = c->sending;
+        c->sending = c->out;
+        c->out = t;
+    }
+    if (ap_loop_send(&c->w->loop, &c->send_op, c->io.fd, c->sending.data + c->send_off,
+                     c->sending.len - c->send_off) != AP_OK) {
+        conn_close(c);
+        return;
+    }
+    c->send_armed = true;
+}
+
+/* After any event: queue the send and set the recv to match the state. */
+static void conn_kick(struct ap_http_conn *c)
+{
+    if (c->state == CONN_OPEN)
+        uring_flush(c);
+    if (c->state == CONN_OPEN || c->state == CONN_LINGER)
+        uring_sync_recv(c);
+}
+
+/* n bytes received. */
+static void conn_input(struct ap_http_conn *c, const char *data, size_t n)
+{
+    AP_COUNTER_ADD(c->w->metrics.bytes_in, (uint64_t)n);
+    if (c->state != CONN_OPEN || c->close_after)
+        return; /* lingering or closing: discard */
+    if (c->in_deferred) {
+        /* spans of the deferred request point into `in`: it must not move */
+        if (c->stash.len == 0 && c->in.size - c->in.len >= n) {
+            memcpy(c->in.data + c->in.len, data, n);
+            c->in.len += n;
+        } else if (ap_buf_append(&c->stash, data, n) != AP_OK) {
+            conn_close(c);
+        }
+        return;
+    }
+    if (ap_buf_reserve(&c->in, n) != AP_OK) {
+        /* the request does not fit: the parser's limits say which */
+        respond_raw_error(c, 413, "request too large");
+        return;
+    }
+    memcpy(c->in.data + c->in.len, data, n);
+    c->in.len += n;
+    process_input(c);
+}
+
+static void on_recv(struct ap_loop *loop, struct ap_loop_op *op, int res, unsigned flags)
+{
+    struct ap_http_conn *c = op->data;
+    if (!(flags & AP_LOOP_OP_MORE))
+        c->recv_armed = c->recv_cancelling = false;
+    if (flags & AP_LOOP_OP_BUFFER) {
+        unsigned bid = ap_loop_op_bid(flags);
+        if (res > 0)
+            conn_input(c, ap_loop_buf(loop, bid), (size_t)res);
+        ap_loop_buf_recycle(loop, bid);
+    }
+    if (res == 0) {
+        c->peer_eof = true;
+        if (c->state == CONN_LINGER)
+            conn_close(c);
+        else
+            check_peer_eof(c);
+    } else if (res < 0 && res != -ECANCELED && res != -ENOBUFS && res != -EINTR && res != -EAGAIN) {
+        conn_close(c); /* reset by the peer, ... */
+    }
+    if (c->state == CONN_CLOSED)
+        conn_maybe_release(c);
+    else if (c->state != CONN_FREE)
+        conn_kick(c); /* also re-arms after -ENOBUFS: buffers are back by the next submit */
+}
+
+static void on_send(struct ap_loop *loop, struct ap_loop_op *op, int res, unsigned flags)
+{
+    (void)loop;
+    (void)flags;
+    struct ap_http_conn *c = op->data;
+    c->send_armed = false;
+    if (c->state == CONN_CLOSED) {
+        conn_maybe_release(c);
+        return;
+    }
+    if (res > 0) {
+        c->send_off += (size_t)res;
+        AP_COUNTER_ADD(c->w->metrics.bytes_out, (uint64_t)res);
+    } else if (res != -EAGAIN && res != -EINTR) {
+        conn_close(c); /* the peer is gone */
+        return;
+    }
+    if (c->state == CONN_OPEN && c->input_held && !c->in_deferred &&
+        out_pending(c) <= AP_SERVER_MAX_OUTPUT_PENDING) {
+        /* output drained: continue with pipelined input held back by back-pressure */
+        process_input(c);
+        check_peer_eof(c);
+    }
+    if (c->state == CONN_OPEN || c->state == CONN_LINGER)
+        conn_kick(c);
+}
+
+/* ---------------------------------------------------------------- epoll connection I/O */
+
 static void flush_output(struct ap_http_conn *c)
 {
     struct ap_worker *w = c->w;
+    if (w->uring) {
+        conn_kick(c);
+        return;
+    }
     while (c->out_off < c->out.len) {
-        ssize_t n = send(c->io.fd, c->out.data + c->out_off, c->out.len - c->out_off,
-                         MSG_NOSIGNAL);
+        ssize_t n = send(c->io.fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
         if (n > 0) {
             c->out_off += (size_t)n;
             AP_COUNTER_ADD(w->metrics.bytes_out, (uint64_t)n);
@@ -784,7 +1080,7 @@ static void conn_read(struct ap_http_conn *c)
         }
         if (n == 0) {
             c->peer_eof = true;
-            if (c->out.len == c->out_off && !c->in_deferred) {
+            if (out_pending(c) == 0 && !c->in_deferred) {
                 conn_close(c);
             } else {
                 c->close_after = true;
@@ -803,7 +1099,7 @@ static void conn_on_io(struct ap_loop *loop, struct ap_loop_io *io, int events)
 {
     (void)loop;
     struct ap_http_conn *c = io->data;
-    if (c->state == CONN_FREE || io->fd < 0)
+    if ((c->state != CONN_OPEN && c->state != CONN_LINGER) || io->fd < 0)
         return; /* a stale event for a connection closed earlier in this batch */
     if (c->state == CONN_LINGER) {
         linger_read(c);
@@ -811,26 +1107,60 @@ static void conn_on_io(struct ap_loop *loop, struct ap_loop_io *io, int events)
     }
     if (events & AP_LOOP_READ)
         conn_read(c);
-    if (c->state == CONN_OPEN && c->out.len > c->out_off)
+    if (c->state == CONN_OPEN && out_pending(c) > 0)
         flush_output(c);
-    else if (c->state == CONN_OPEN && c->close_after && !c->in_deferred &&
-             c->out.len == c->out_off)
+    else if (c->state == CONN_OPEN && c->close_after && !c->in_deferred && out_pending(c) == 0)
         conn_linger(c);
 }
 
 /* ---------------------------------------------------------------- accepting */
 
+#define REFUSE_BODY                                                                                \
+    "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many open connections\"}}"
+_Static_assert(sizeof(REFUSE_BODY) - 1 == 70, "Content-Length below must match");
+
 static void refuse(struct ap_worker *w, int fd)
 {
     static const char msg[] =
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-        "Content-Length: 72\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
-        "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many open connections\"}}";
+        "Content-Length: 70\r\nConnection: close\r\nRetry-After: 1\r\n\r\n" REFUSE_BODY;
     ssize_t n = send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
     (void)n;
     shutdown(fd, SHUT_WR);
+    /* read what the client already sent, so that our close does not turn into a reset */
+    char buf[4096];
+    for (int i = 0; i < 4 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; i++) {
+    }
     close(fd);
     AP_COUNTER_ADD(w->metrics.refused, 1);
+}
+
+static void accepted(struct ap_worker *w, int fd)
+{
+    if (w->nconns >= w->max_conns)
+        refuse(w, fd);
+    else
+        conn_open(w, fd);
+}
+
+/* Accepts what the listening socket has queued (epoll; uring when it stops listening). */
+static void accept_queued(struct ap_worker *w)
+{
+    for (;;) {
+        /* uring connections stay blocking: io_uring polls them itself */
+        int fd = accept4(w->lfd, NULL, NULL, SOCK_CLOEXEC | (w->uring ? 0 : SOCK_NONBLOCK));
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                ap_log_warn("accept: %s; retrying in 100 ms", strerror(errno));
+                if (w->listening)
+                    ap_loop_timer_start(&w->loop, &w->accept_retry, 100);
+            }
+            return;
+        }
+        accepted(w, fd);
+    }
 }
 
 static void on_accept(struct ap_loop *loop, struct ap_loop_io *io, int events)
@@ -838,31 +1168,57 @@ static void on_accept(struct ap_loop *loop, struct ap_loop_io *io, int events)
     (void)loop;
     (void)events;
     struct ap_worker *w = io->data;
-    for (;;) {
-        if (!w->listening)
-            return;
-        int fd = accept4(w->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                ap_log_warn("accept: %s; retrying in 100 ms", strerror(errno));
-                ap_loop_timer_start(&w->loop, &w->accept_retry, 100);
-            }
-            return;
-        }
-        if (w->nconns >= w->max_conns) {
-            refuse(w, fd);
-            continue;
-        }
-        conn_open(w, fd);
+    if (w->listening)
+        accept_queued(w);
+}
+
+static int arm_accept(struct ap_worker *w)
+{
+    int rc = ap_loop_accept_multishot(&w->loop, &w->accept_op, w->lfd);
+    w->accept_armed = rc == AP_OK;
+    return rc;
+}
+
+/* uring: the listener is no longer watched: take what is queued and close it. */
+static void close_listener(struct ap_worker *w)
+{
+    if (w->lfd < 0)
+        return;
+    accept_queued(w);
+    close(w->lfd);
+    w->lfd = -1;
+}
+
+static void on_accept_done(struct ap_loop *loop, struct ap_loop_op *op, int res, unsigned flags)
+{
+    (void)loop;
+    struct ap_worker *w = op->data;
+    if (!(flags & AP_LOOP_OP_MORE))
+        w->accept_armed = false;
+    if (res >= 0)
+        accepted(w, res);
+    else if (res != -ECANCELED && res != -EINTR && res != -EAGAIN && res != -ECONNABORTED)
+        ap_log_warn("accept: %s; retrying in 100 ms", strerror(-res));
+    if (w->accept_armed)
+        return;
+    if (!w->listening) {
+        close_listener(w); /* the cancel requested by stop_listening completed */
+    } else if (res >= 0 || res == -EINTR || res == -EAGAIN || res == -ECONNABORTED) {
+        if (arm_accept(w) != AP_OK)
+            ap_loop_timer_start(&w->loop, &w->accept_retry, 100);
+    } else {
+        ap_loop_timer_start(&w->loop, &w->accept_retry, 100);
     }
 }
 
 static void on_accept_retry(struct ap_loop *loop, struct ap_loop_timer *t)
 {
     struct ap_worker *w = t->data;
-    on_accept(loop, &w->listen_io, AP_LOOP_READ);
+    if (!w->uring) {
+        on_accept(loop, &w->listen_io, AP_LOOP_READ);
+    } else if (w->listening && !w->accept_armed && arm_accept(w) != AP_OK) {
+        ap_loop_timer_start(&w->loop, &w->accept_retry, 100);
+    }
 }
 
 /* ---------------------------------------------------------------- timers and draining */
@@ -871,12 +1227,19 @@ static void stop_listening(struct ap_worker *w)
 {
     if (!w->listening)
         return;
+    ap_loop_timer_stop(&w->loop, &w->accept_retry);
+    if (w->uring) {
+        w->listening = false;
+        /* the accept holds the socket: close it when the cancelled accept reports back */
+        if (!w->accept_armed || ap_loop_cancel(&w->loop, &w->accept_op) != AP_OK)
+            close_listener(w);
+        return;
+    }
     on_accept(&w->loop, &w->listen_io, AP_LOOP_READ); /* take what is queued */
     w->listening = false;
     ap_loop_del(&w->loop, &w->listen_io);
     close(w->lfd);
     w->lfd = -1;
-    ap_loop_timer_stop(&w->loop, &w->accept_retry);
 }
 
 static void close_idle(struct ap_worker *w)
@@ -884,10 +1247,22 @@ static void close_idle(struct ap_worker *w)
     struct ap_http_conn *c;
     while ((c = w->lists[LIST_IDLE].head)) {
         list_remove(w, c);
+        if (w->uring) {
+            /* A request the kernel holds but has not reported yet is served (with
+             * Connection: close) when it is; otherwise close once the output is out. */
+            char b;
+            if (recv(c->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+                list_push(w, c, LIST_READING);
+                continue;
+            }
+            c->close_after = true;
+            conn_kick(c);
+            continue;
+        }
         /* a request may have arrived just now: serve it (with Connection: close) */
         conn_read(c);
         if (c->state == CONN_OPEN && c->list == LIST_NONE && !c->in_deferred) {
-            if (c->out.len > c->out_off)
+            if (out_pending(c) > 0)
                 flush_output(c);
             else
                 conn_linger(c);
@@ -906,7 +1281,7 @@ static void sweep(struct ap_loop *loop, struct ap_loop_timer *t)
     while ((c = w->lists[LIST_READING].head) && now - c->since_ns >= header_ns) {
         list_remove(w, c);
         AP_COUNTER_ADD(w->metrics.timeouts, 1);
-        if (c->out.len > c->out_off) {
+        if (out_pending(c) > 0) {
             conn_close(c); /* not reading our responses: give up */
             continue;
         }
@@ -915,7 +1290,10 @@ static void sweep(struct ap_loop *loop, struct ap_loop_timer *t)
     }
     while ((c = w->lists[LIST_IDLE].head) && now - c->since_ns >= idle_ns) {
         list_remove(w, c);
-        conn_linger(c);
+        if (out_pending(c) > 0)
+            conn_close(c); /* not reading our responses: give up */
+        else
+            conn_linger(c);
     }
     while ((c = w->lists[LIST_LINGER].head) &&
            now - c->since_ns >= (uint64_t)AP_SERVER_LINGER_MS * AP_NS_PER_MS)
@@ -940,9 +1318,22 @@ static void on_wake(struct ap_loop *loop, void *data)
 {
     struct ap_worker *w = data;
     (void)loop;
-    if (atomic_load(&w->s->draining)) {
-        ap_loop_timer_stop(&w->loop, &w->sweep);
-        sweep(&w->loop, &w->sweep);
+    /* sweep at the end of this iteration, once the events at hand are handled */
+    if (atomic_load(&w->s->draining))
+        ap_loop_timer_start(&w->loop, &w->sweep, 0);
+}
+
+/* The loop has stopped (drained, or the drain deadline passed): close what is left and, on
+ * uring, let the cancelled operations report back so every struct is released. */
+static void worker_finish(struct ap_worker *w)
+{
+    for (int i = 0; i < 100; i++) {
+        while (w->all)
+            conn_close(w->all);
+        stop_listening(w);
+        if (!w->uring || (w->nconns == 0 && !w->accept_armed))
+            break;
+        ap_loop_run_once(&w->loop, 10);
     }
 }
 
@@ -963,12 +1354,7 @@ static void *worker_main(void *arg)
         }
     }
     ap_loop_run(&w->loop);
-    /* drain deadline passed or done: close what is left */
-    for (int l = 0; l < LIST_COUNT; l++) {
-        struct ap_http_conn *c;
-        while ((c = w->lists[l].head))
-            conn_close(c);
-    }
+    worker_finish(w);
     return NULL;
 }
 
@@ -976,20 +1362,29 @@ int ap_server_start(struct ap_server *s)
 {
     for (int i = 0; i < s->nworkers; i++) {
         struct ap_worker *w = &s->workers[i];
-        int rc = ap_loop_init(&w->loop, on_wake, w);
+        int rc = ap_loop_init_backend(&w->loop, s->cfg.io_backend, on_wake, w);
         if (rc)
             return rc;
-        w->listen_io.fd = w->lfd;
-        w->listen_io.cb = on_accept;
-        w->listen_io.data = w;
-        rc = ap_loop_add(&w->loop, &w->listen_io, AP_LOOP_READ);
-        if (rc)
-            return rc;
+        w->uring = ap_loop_backend(&w->loop) == AP_LOOP_URING;
         w->listening = true;
         ap_loop_timer_init(&w->sweep, sweep, w);
         ap_loop_timer_init(&w->accept_retry, on_accept_retry, w);
         ap_loop_timer_start(&w->loop, &w->sweep, 100);
+        if (w->uring) {
+            w->accept_op.cb = on_accept_done;
+            w->accept_op.data = w;
+            rc = arm_accept(w);
+        } else {
+            w->listen_io.fd = w->lfd;
+            w->listen_io.cb = on_accept;
+            w->listen_io.data = w;
+            rc = ap_loop_add(&w->loop, &w->listen_io, AP_LOOP_READ);
+        }
+        if (rc)
+            return rc;
     }
+    ap_log_info("%s server: %d worker(s) on the %s backend", s->name, s->nworkers,
+                ap_loop_backend_name(ap_loop_backend(&s->workers[0].loop)));
     for (int i = 0; i < s->nworkers; i++) {
         if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0)
             return AP_ESYS;
@@ -1024,6 +1419,8 @@ void ap_server_destroy(struct ap_server *s)
                 struct ap_http_conn *next = c->next;
                 ap_buf_free(&c->in);
                 ap_buf_free(&c->out);
+                ap_buf_free(&c->sending);
+                ap_buf_free(&c->stash);
                 ap_buf_free(&c->hdrs);
                 ap_arena_destroy(&c->arena);
                 free(c);

@@ -1,7 +1,9 @@
 /*
  * ap_server: an HTTP/1.1 server run by N worker threads, each with its own ap_loop, its own
  * SO_REUSEPORT listening socket and its own connections (share-nothing). The data plane and
- * the control plane are two ap_server instances with different routers.
+ * the control plane are two ap_server instances with different routers. Connection I/O runs on
+ * io_uring (one ring per worker) or, where io_uring is unavailable, on epoll: see ap_loop.h
+ * and docs/adr/0002-io-uring-serving-core.md.
  *
  * Lifetimes: the server owns its workers, sockets and connections (process lifetime);
  * each request gets an arena (x->arena) reset when its response is complete; request spans
@@ -55,7 +57,8 @@ struct ap_server_config {
     size_t max_response; /* cap of one connection's output buffer */
     int access_log_sample;
     const struct ap_router *router;
-    void *app; /* handed to handlers as x->app */
+    void *app;                       /* handed to handlers as x->app */
+    enum ap_loop_backend io_backend; /* AP_LOOP_AUTO (0): io_uring, else epoll (ap_loop.h) */
 };
 
 /* Per-request state handed to a handler. */
@@ -151,6 +154,10 @@ int ap_http_respond(struct ap_http_exchange *x, int status, const char *content_
 /* Answers {"error":{"code":code,"message":message}} as application/json. */
 int ap_http_respond_error(struct ap_http_exchange *x, int status, const char *code,
                           const char *message);
+
+/* Writes the client's address in numeric form ("127.0.0.1", "::1") into out[cap]. 0, or an
+ * AP_E* code (out then holds ""). The exchange's worker thread, while the request is open. */
+int ap_http_peer_addr(struct ap_http_exchange *x, char *out, size_t cap);
 
 /* A handler that will answer later calls this and returns AP_HTTP_DEFERRED. */
 static inline int ap_http_defer(struct ap_http_exchange *x)

@@ -1,0 +1,405 @@
+/*
+ * ap_store: the control plane's persistent store, behind one interface.
+ *
+ * A handle (struct ap_store) is one connection to one backend. The backend is a table of
+ * function pointers (struct ap_store_ops, like a driver); the SQLite backend (ap_store_sqlite.c:
+ * WAL, foreign keys, busy timeout, cached prepared statements, synchronous=NORMAL) is the
+ * embedded default, a PostgreSQL backend can come later behind the same table. The ap_store_*
+ * functions below check their arguments, do the backend-independent work (schema validation
+ * lives in ap_schema.h; password hashing and token generation live here) and call the backend.
+ *
+ * Threads: a handle is used by one thread at a time and holds no global state. Every thread
+ * that needs the store (each control-plane worker, the snapshot builder) opens its own handle;
+ * ap_store_open() may be called any number of times on the same file. Writers serialise on the
+ * database's write lock (waiting up to busy_timeout_ms, then AP_EBUSY); readers never block
+ * writers (WAL). Each function below is tagged with who may call it:
+ *   [handle]   any thread, on a handle that thread alone uses at the moment (control-plane
+ *              workers and the snapshot builder each open their own)
+ *   [builder]  meant for the snapshot builder's handle (also fine on any other, as [handle])
+ *   [any]      any thread, no handle involved (pure function or process-wide data)
+ *   [startup]  once per process, before threads use the store
+ *
+ * Memory: json_t results are new references owned by the caller (json_decref them); json_t
+ * arguments are borrowed (never stolen, never modified). Strings returned inside structs are
+ * owned by those structs (see ap_store_user_free). Nothing returned points into the handle.
+ *
+ * Writes: each write function runs in one transaction that also writes an audit row (same
+ * transaction) and bumps the store version (the change feed), so a failed call leaves nothing
+ * half-written. Errors: AP_OK, or
+ *   AP_EINVAL     validation failed: errs lists {field, message} (the REST layer answers 422)
+ *   AP_ENOTFOUND  no such row, or not visible to the actor (answered 404 either way)
+ *   AP_ECONFLICT  stale expected_version (412), or a uniqueness/reference conflict (409)
+ *   AP_EPERM      the actor may not do this at all (e.g. a tenant creating an advertiser)
+ *   AP_EBUSY      the database stayed locked past the busy timeout
+ *   AP_EIO / AP_ENOMEM / AP_ECORRUPT   storage failure, nothing was written
+ */
+#ifndef AP_STORE_H
+#define AP_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ap_schema.h"
+
+struct ap_store;
+
+/* ---- options -------------------------------------------------------------------------------- */
+
+/* Password hashing cost (argon2id through libsodium's crypto_pwhash_str).
+ * DEFAULT = crypto_pwhash_OPSLIMIT_INTERACTIVE / MEMLIMIT_INTERACTIVE: t=2, m=64 MiB, p=1, about
+ * 0.1 s here. That is above OWASP's argon2id minimum (m=19 MiB, t=2, p=1). MODERATE (256 MiB,
+ * ~0.7 s) was rejected: on a 2-core ad server a burst of logins would take GBs and starve the
+ * data plane; throttling plus INTERACTIVE parameters is the better trade.
+ * TEST_ONLY = the library minimum (t=1, m=8 KiB): for unit tests only, never in production. */
+enum ap_store_pwhash { AP_STORE_PWHASH_DEFAULT = 0, AP_STORE_PWHASH_TEST_ONLY };
+
+struct ap_store_options {
+    int busy_timeout_ms;          /* 0: 5000 */
+    bool no_migrate;              /* true: do not migrate at open (migrate explicitly) */
+    enum ap_store_pwhash pwhash;  /* see above */
+    int64_t (*clock)(void *ud);   /* Unix seconds; NULL: time(NULL). Tests move time with it. */
+    void *clock_ud;
+};
+
+/* ---- actors and tenancy ---------------------------------------------------------------------- */
+
+/* Who is calling: recorded in the audit log and, when restricted, limits what is visible.
+ * A restricted actor sees a row only if the row's owner (ap_store_owner) is one of its
+ * advertisers or publishers; rows of other tenants and ownerless rows (demand partners) behave
+ * exactly like missing rows (AP_ENOTFOUND, absent from lists; as a reference in a body, the
+ * same field error as a missing id). Pass NULL for the system (bootstrap, migrations, tests):
+ * unrestricted, audit actor null. The arrays are borrowed for the call. */
+struct ap_store_actor {
+    int64_t user_id; /* 0: none */
+    bool restricted; /* false: sees everything (admin, viewer, system) */
+    const int64_t *advertiser_ids;
+    size_t n_advertiser_ids;
+    const int64_t *publisher_ids;
+    size_t n_publisher_ids;
+};
+
+/* ---- users ---------------------------------------------------------------------------------- */
+
+enum ap_store_role {
+    AP_STORE_ROLE_ADMIN = 0,
+    AP_STORE_ROLE_ADVERTISER,
+    AP_STORE_ROLE_PUBLISHER,
+    AP_STORE_ROLE_VIEWER
+};
+
+#define AP_STORE_EMAIL_MAX 254
+#define AP_STORE_PASSWORD_MIN 8
+#define AP_STORE_PASSWORD_MAX 1024
+#define AP_STORE_MAX_USER_TENANTS 1000 /* advertiser_ids / publisher_ids per user */
+
+struct ap_store_user {
+    int64_t id;
+    char email[AP_STORE_EMAIL_MAX + 1]; /* lower case */
+    enum ap_store_role role;
+    int64_t created_at; /* Unix seconds */
+    int64_t *advertiser_ids; /* owned (malloc); free with ap_store_user_free */
+    size_t n_advertiser_ids;
+    int64_t *publisher_ids;
+    size_t n_publisher_ids;
+};
+
+/* [any] Frees the id arrays and zeroes u (safe on a zeroed or already-freed user). */
+void ap_store_user_free(struct ap_store_user *u);
+
+/* [any] "admin", "advertiser", ...; and back (false if unknown). */
+const char *ap_store_role_name(enum ap_store_role role);
+bool ap_store_role_parse(const char *name, enum ap_store_role *out);
+
+/* [any] Returns a new reference to {"id","email","role","advertiser_ids","publisher_ids",
+ * "created_at"} (no password hash), or NULL if out of memory. */
+json_t *ap_store_user_to_json(const struct ap_store_user *u);
+
+/* [any] Fills an actor for u: admin and viewer unrestricted, other roles restricted to the user's
+ * advertisers and publishers. The actor borrows u's arrays: keep u alive while using it. */
+void ap_store_actor_from_user(const struct ap_store_user *u, struct ap_store_actor *out);
+
+/* ---- tokens ------------------------------------------------------------------------------- */
+
+/* Plain-text secrets: 32 random bytes (256 bits), URL-safe base64, behind a prefix that says
+ * which table to look in. Only SHA-256 hashes are stored. */
+#define AP_STORE_SESSION_PREFIX "ses_"
+#define AP_STORE_APIKEY_PREFIX "apk_"
+#define AP_STORE_TOKEN_MAX 64 /* buffer size for a token or key, NUL included */
+
+/* ---- lists ----------------------------------------------------------------------------------- */
+
+#define AP_STORE_LIST_DEFAULT 50
+#define AP_STORE_LIST_MAX 1000
+
+struct ap_store_filter {
+    const char *field; /* a field with AP_SCHEMA_F_FILTER: "advertiser_id", "status", ... */
+    const char *value; /* as text, e.g. from the query string */
+};
+
+struct ap_store_list_query {
+    const struct ap_store_filter *filters; /* AND-ed; borrowed */
+    size_t nfilters;
+    const char *cursor; /* NULL or "": from the start; else a next_cursor from a previous page */
+    int limit;          /* 0: AP_STORE_LIST_DEFAULT; 1..AP_STORE_LIST_MAX */
+};
+
+struct ap_store_audit_query {
+    const char *resource; /* NULL: any; else "campaign", "user", "api_key", ... */
+    int64_t resource_id;  /* 0: any */
+    int64_t actor_user_id; /* 0: any */
+    const char *cursor;
+    int limit;
+};
+
+/* ---- the backend vtable ---------------------------------------------------------------------- */
+
+/* A backend implements every entry (none may be NULL). The ap_store_* wrappers have checked the
+ * arguments (resource in range, out pointers non-NULL, errs initialised) before calling, and
+ * document the semantics; the entries have the same contract unless noted. */
+struct ap_store_ops {
+    const char *name; /* "sqlite" */
+    int (*open)(const char *path, const struct ap_store_options *opt, struct ap_store **out);
+    void (*close)(struct ap_store *st);
+    const char *(*errmsg)(struct ap_store *st);
+
+    int (*migrate)(struct ap_store *st, int target, int *applied);
+    int (*schema_version)(struct ap_store *st, int *out);
+    int (*version)(struct ap_store *st, int64_t *out);
+    int (*read_begin)(struct ap_store *st);
+    int (*read_end)(struct ap_store *st);
+
+    int (*create)(struct ap_store *st, enum ap_schema_res res, const json_t *fields,
+                  const struct ap_store_actor *actor, json_t **out, struct ap_schema_errors *errs);
+    int (*get)(struct ap_store *st, enum ap_schema_res res, int64_t id,
+               const struct ap_store_actor *actor, json_t **out);
+    int (*list)(struct ap_store *st, enum ap_schema_res res, const struct ap_store_list_query *q,
+                const struct ap_store_actor *actor, json_t **out, struct ap_schema_errors *errs);
+    int (*update)(struct ap_store *st, enum ap_schema_res res, int64_t id, const json_t *patch,
+                  int64_t expected_version, const struct ap_store_actor *actor, json_t **out,
+                  struct ap_schema_errors *errs);
+    int (*archive)(struct ap_store *st, enum ap_schema_res res, int64_t id,
+                   int64_t expected_version, const struct ap_store_actor *actor, json_t **out);
+    int (*owner)(struct ap_store *st, enum ap_schema_res res, int64_t id,
+                 enum ap_schema_owner *kind, int64_t *owner_id);
+
+    /* Users: the wrappers validate and hash; the backend stores. */
+    int (*user_insert)(struct ap_store *st, const char *email, const char *password_hash,
+                       enum ap_store_role role, const int64_t *advertiser_ids, size_t n_adv,
+                       const int64_t *publisher_ids, size_t n_pub,
+                       const struct ap_store_actor *actor, struct ap_store_user *out,
+                       struct ap_schema_errors *errs);
+    int (*user_get)(struct ap_store *st, int64_t id, struct ap_store_user *out);
+    /* *hash_out: a malloc'ed copy of the stored hash (caller frees), or NULL if not wanted. */
+    int (*user_by_email)(struct ap_store *st, const char *email, struct ap_store_user *out,
+                         char **hash_out);
+    int (*user_list)(struct ap_store *st, const struct ap_store_list_query *q, json_t **out,
+                     struct ap_schema_errors *errs);
+
+    /* Sessions and keys by SHA-256 hex hash of the plain-text token. */
+    int (*session_insert)(struct ap_store *st, int64_t user_id, const char *token_hash,
+                          int64_t expires_at, const struct ap_store_actor *actor,
+                          int64_t *session_id);
+    int (*session_find)(struct ap_store *st, const char *token_hash, int64_t now,
+                        struct ap_store_user *user, int64_t *session_id);
+    int (*session_revoke)(struct ap_store *st, const char *token_hash,
+                          const struct ap_store_actor *actor);
+    int (*apikey_insert)(struct ap_store *st, int64_t user_id, const char *name,
+                         const char *key_hash, const char *display_prefix,
+                         const struct ap_store_actor *actor, json_t **out);
+    int (*apikey_find)(struct ap_store *st, const char *key_hash, struct ap_store_user *user,
+                       int64_t *key_id);
+    int (*apikey_revoke)(struct ap_store *st, int64_t key_id, const struct ap_store_actor *actor);
+    int (*apikey_touch)(struct ap_store *st, int64_t key_id, int64_t now);
+    int (*apikey_list)(struct ap_store *st, int64_t user_id, const struct ap_store_list_query *q,
+                       json_t **out, struct ap_schema_errors *errs);
+
+    int (*audit_list)(struct ap_store *st, const struct ap_store_audit_query *q, json_t **out,
+                      struct ap_schema_errors *errs);
+};
+
+/* Every handle starts with this; backends embed it as their first member. */
+struct ap_store {
+    const struct ap_store_ops *ops;
+    struct ap_store_options opt;
+};
+
+extern const struct ap_store_ops ap_store_sqlite_ops;
+
+/* ---- opening --------------------------------------------------------------------------------- */
+
+/* [any] Opens (creating if needed) the SQLite store at path and, unless opt->no_migrate,
+ * migrates it to the latest schema. opt may be NULL (defaults) and is copied. *out = a new
+ * handle (NULL on failure), closed with ap_store_close. AP_OK, AP_EIO (cannot open or migrate),
+ * AP_ENOMEM, AP_ECONFLICT (the file's schema is newer than this build), AP_EBUSY. The calling
+ * thread may then hand the handle to another, one user at a time. */
+int ap_store_open(const char *path, const struct ap_store_options *opt, struct ap_store **out);
+
+/* [any] The same with an explicit backend. */
+int ap_store_open_with(const struct ap_store_ops *ops, const char *path,
+                       const struct ap_store_options *opt, struct ap_store **out);
+
+/* [handle] Closes the handle and frees everything it holds (NULL is fine). */
+void ap_store_close(struct ap_store *st);
+
+/* [handle] The backend's last error message, for logs (static or handle-owned; valid until the next
+ * call on the handle). Never NULL. */
+const char *ap_store_errmsg(struct ap_store *st);
+
+/* ---- migrations and the change feed --------------------------------------------------------- */
+
+/* [handle] Applies every pending migration, each in its own transaction, recorded in
+ * schema_migrations. Re-running is a no-op (*applied = 0). applied may be NULL. Safe against other
+ * handles migrating the same file at the same time. `adplatform migrate` calls this. */
+int ap_store_migrate(struct ap_store *st, int *applied);
+
+/* [handle] Migrates up to schema version target only (tests, staged upgrades). AP_EINVAL if target
+ * is beyond the latest known migration. */
+int ap_store_migrate_to(struct ap_store *st, int target, int *applied);
+
+/* [handle] The number of the last applied migration (0 on an empty database). */
+int ap_store_schema_version(struct ap_store *st, int *out);
+
+/* [any] The latest migration this build knows. */
+int ap_store_schema_latest(void);
+
+/* [builder] The change feed: a counter bumped by every committed write (in the write's
+ * transaction), so a larger value means "something changed". One indexed single-row read: cheap
+ * enough for the snapshot builder to poll every 100 ms on its own handle. */
+int ap_store_version(struct ap_store *st, int64_t *out);
+
+/* [builder] Read transaction: between these, every read on this handle sees one consistent
+ * snapshot (the snapshot builder reads the version, then all tables). No writes on the handle in
+ * between (they fail with AP_EBUSY). ap_store_read_end always ends it. */
+int ap_store_read_begin(struct ap_store *st);
+int ap_store_read_end(struct ap_store *st);
+
+/* ---- generic CRUD on the schema's resources --------------------------------------------- */
+
+/* [handle] Creates a row of res from fields (a JSON object of API-form values, see ap_schema.h).
+ * Validates everything (unknown or read-only fields, types, required fields, values,
+ * cross-field rules) and then, in the transaction, that references exist and are visible to
+ * the actor, that SAME_OWNER references share the owner, and that UNIQUE fields are unique;
+ * every problem is a field error (AP_EINVAL). A restricted actor may not create owners
+ * (advertisers, publishers) or ownerless rows: AP_EPERM. On success *out = the stored object
+ * with id, created_at, updated_at, version (1). Audit action "create". */
+int ap_store_create(struct ap_store *st, enum ap_schema_res res, const json_t *fields,
+                    const struct ap_store_actor *actor, json_t **out,
+                    struct ap_schema_errors *errs);
+
+/* [handle] *out = the object, or AP_ENOTFOUND (also when not visible to the actor). */
+int ap_store_get(struct ap_store *st, enum ap_schema_res res, int64_t id,
+                 const struct ap_store_actor *actor, json_t **out);
+
+/* [handle] *out = {"data": [objects by ascending id], "next_cursor": "..." or null}, only rows
+ * visible to the actor, archived rows included unless filtered out (?status=active). Bad filters,
+ * cursor or limit: AP_EINVAL with field errors ("limit", "cursor", the filter's field). */
+int ap_store_list(struct ap_store *st, enum ap_schema_res res, const struct ap_store_list_query *q,
+                  const struct ap_store_actor *actor, json_t **out,
+                  struct ap_schema_errors *errs);
+
+/* [handle] Applies patch (JSON object; json fields are replaced whole). expected_version -1: no
+ * check; else AP_ECONFLICT unless it equals the row's version (If-Match). A patch that changes
+ * nothing writes nothing and returns the row as is. On success *out = the new object (version + 1).
+ * Audit action "update" with before and after. */
+int ap_store_update(struct ap_store *st, enum ap_schema_res res, int64_t id, const json_t *patch,
+                    int64_t expected_version, const struct ap_store_actor *actor, json_t **out,
+                    struct ap_schema_errors *errs);
+
+/* [handle] Archives: sets status to "archived" (every resource has a status; rows are never
+ * deleted, so reports and the event log can always resolve their ids). Archiving an archived row is
+ * a no-op. expected_version as for update. *out = the object (may be NULL if not wanted). Audit
+ * action "archive". */
+int ap_store_archive(struct ap_store *st, enum ap_schema_res res, int64_t id,
+                     int64_t expected_version, const struct ap_store_actor *actor, json_t **out);
+
+/* [handle] Resolves a row to its owning tenant: advertiser for advertisers, campaigns, ads (through
+ * the campaign), creatives; publisher for publishers, sites, placements (through the site);
+ * AP_SCHEMA_OWNER_NONE (owner_id 0) for demand partners. Owners never change (parent references
+ * are immutable), so the answer may be cached. AP_ENOTFOUND if the row does not exist. */
+int ap_store_owner(struct ap_store *st, enum ap_schema_res res, int64_t id,
+                   enum ap_schema_owner *kind, int64_t *owner_id);
+
+/* ---- users, sessions, API keys ----------------------------------------------------------- */
+
+/* [handle] Creates a user from
+ * {"email","password","role","advertiser_ids":[..],"publisher_ids":[..]}: email, password and
+ * role required; unknown fields are errors; the email is lower-cased and must be unused; the ids
+ * must exist and be visible to the actor (else a field error on "advertiser_ids" or
+ * "publisher_ids" naming the id). The password is hashed (argon2id, see enum ap_store_pwhash)
+ * before the transaction starts. On success fills *out (free with ap_store_user_free; out may be
+ * NULL). A restricted actor gets AP_EPERM. Audit "create" on resource "user" (no hash in it). */
+int ap_store_user_create(struct ap_store *st, const json_t *fields,
+                         const struct ap_store_actor *actor, struct ap_store_user *out,
+                         struct ap_schema_errors *errs);
+
+/* [handle] Fills *out (free with ap_store_user_free), or AP_ENOTFOUND. */
+int ap_store_user_get(struct ap_store *st, int64_t id, struct ap_store_user *out);
+int ap_store_user_get_by_email(struct ap_store *st, const char *email, struct ap_store_user *out);
+
+/* [handle] Checks a password. AP_OK and *out filled (out may be NULL) if email and password match;
+ * AP_EPERM for an unknown email or a wrong password alike (an unknown email costs one hash
+ * too, so timing does not reveal which). Throttling is the caller's job. Takes ~0.1 s. */
+int ap_store_user_verify_password(struct ap_store *st, const char *email, const char *password,
+                                  struct ap_store_user *out);
+
+/* [handle] *out = {"data": [users by id], "next_cursor"} (no hashes). */
+int ap_store_user_list(struct ap_store *st, const struct ap_store_list_query *q, json_t **out,
+                       struct ap_schema_errors *errs);
+
+/* [handle] Starts a session for user_id lasting ttl_seconds (> 0). token (AP_STORE_TOKEN_MAX bytes)
+ * receives the plain-text token, the only time it exists: only its hash is stored.
+ * *expires_at (may be NULL) = Unix seconds. AP_ENOTFOUND if the user does not exist.
+ * Audit "create" on resource "session". */
+int ap_store_session_create(struct ap_store *st, int64_t user_id, int64_t ttl_seconds,
+                            const struct ap_store_actor *actor, char *token,
+                            int64_t *expires_at);
+
+/* [handle] Finds the live session for a plain-text token: AP_OK and *user filled (free with
+ * ap_store_user_free; session_id may be NULL), or AP_ENOTFOUND if unknown, expired or revoked.
+ * Read-only. */
+int ap_store_session_lookup(struct ap_store *st, const char *token, struct ap_store_user *user,
+                            int64_t *session_id);
+
+/* [handle] Revokes the session of a plain-text token (logout). AP_ENOTFOUND if unknown; revoking
+ * twice is a no-op. Audit "revoke" on resource "session". */
+int ap_store_session_revoke(struct ap_store *st, const char *token,
+                            const struct ap_store_actor *actor);
+
+/* [handle] Creates an API key for user_id named name (1..100 bytes, no controls: else AP_EINVAL).
+ * key (AP_STORE_TOKEN_MAX bytes) receives "apk_..." once; only the hash is stored.
+ * *out (may be NULL) = {"id","user_id","name","prefix","created_at","last_used_at","revoked"}.
+ * AP_ENOTFOUND if the user does not exist. Audit "create" on resource "api_key". */
+int ap_store_apikey_create(struct ap_store *st, int64_t user_id, const char *name,
+                           const struct ap_store_actor *actor, char *key, json_t **out);
+
+/* [handle] Finds the user of a live (not revoked) key: AP_OK and *user filled (free with
+ * ap_store_user_free; key_id may be NULL), else AP_ENOTFOUND. Read-only. */
+int ap_store_apikey_lookup(struct ap_store *st, const char *key, struct ap_store_user *user,
+                           int64_t *key_id);
+
+/* [handle] Revokes a key by id. AP_ENOTFOUND if unknown; twice is a no-op. Audit "revoke". */
+int ap_store_apikey_revoke(struct ap_store *st, int64_t key_id,
+                           const struct ap_store_actor *actor);
+
+/* [handle] Records that the key was used now. To keep a write off most requests it only writes when
+ * the stored last_used_at is older than 60 s. Not audited, does not bump the store version (it is
+ * not configuration). */
+int ap_store_apikey_touch(struct ap_store *st, int64_t key_id);
+
+/* [handle] *out = {"data": [keys by id, no hashes], "next_cursor"}; user_id 0: every user's
+ * keys. */
+int ap_store_apikey_list(struct ap_store *st, int64_t user_id,
+                         const struct ap_store_list_query *q, json_t **out,
+                         struct ap_schema_errors *errs);
+
+/* ---- audit log ---------------------------------------------------------------------------- */
+
+/* [handle] *out = {"data": [{"id","at","actor_user_id","action","resource","resource_id",
+ * "before","after"}], "next_cursor"}, newest first. "at" is RFC 3339; before/after are objects
+ * or null. Actions: create, update, archive, revoke. Filters in q are AND-ed; q may be NULL. */
+int ap_store_audit_list(struct ap_store *st, const struct ap_store_audit_query *q, json_t **out,
+                        struct ap_schema_errors *errs);
+
+#endif
