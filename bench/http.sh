@@ -43,7 +43,7 @@ root = sys.argv[2]
 commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
 hdr = ("| setup | conns | pipeline | nginx req/s | ours req/s | ratio | nginx p50/p99 µs | ours p50/p99 µs "
        "| nginx CPU µs/req | ours CPU µs/req | CPU ratio |")
-lines = [f"### bench/http.sh — {datetime.date.today()} — commit {commit} — io backend {os.environ.get('AP_IO_BACKEND', 'epoll')}", "", hdr, "|" + "---|" * 11]
+lines = [f"### bench/http.sh — {datetime.date.today()} — commit {commit} — io backend {os.environ.get('AP_IO_BACKEND', 'auto (io_uring)')}", "", hdr, "|" + "---|" * 11]
 for r in rows:
     label, conns, depth = r[0], r[1], r[2]
     ng, ap = r[3:10], r[10:17]

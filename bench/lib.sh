@@ -62,11 +62,11 @@ start_ap() {
   local admin; admin=$(free_port)
   if [ "$cpus" = any ]; then
     "$AP_BIN" serve --data-dir "$WORK/ap" --listen 127.0.0.1:"$port" --admin-listen 127.0.0.1:"$admin" \
-      --threads "$threads" --no-pin-threads --log-level warn --max-connections 20000 --io-backend "${AP_IO_BACKEND:-epoll}" "$@" 2>"$WORK/ap.log" &
+      --threads "$threads" --no-pin-threads --log-level warn --max-connections 20000 --io-backend "${AP_IO_BACKEND:-auto}" "$@" 2>"$WORK/ap.log" &
   else
     taskset -c "$cpus" "$AP_BIN" serve --data-dir "$WORK/ap" --listen 127.0.0.1:"$port" \
       --admin-listen 127.0.0.1:"$admin" --threads "$threads" --no-pin-threads --log-level warn \
-      --max-connections 20000 --io-backend "${AP_IO_BACKEND:-epoll}" "$@" 2>"$WORK/ap.log" &
+      --max-connections 20000 --io-backend "${AP_IO_BACKEND:-auto}" "$@" 2>"$WORK/ap.log" &
   fi
   AP_PID=$!
   PIDS+=("$AP_PID")

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
+# the dashboard (web/dist, served by the control plane at http://127.0.0.1:8081/)
+(cd web && { [ -d node_modules/vite ] || npm ci --no-audit --no-fund --loglevel=error; } && npm run --silent build)
 DATA_DIR=${ADPLATFORM_DATA_DIR:-./data}
 mkdir -p "$DATA_DIR"
 ./build/adplatform demo --data-dir "$DATA_DIR"
@@ -18,5 +20,6 @@ echo "Administrator (also in $DATA_DIR/admin-credentials.json):"
 cat "$DATA_DIR/admin-credentials.json"
 echo
 echo "Demo publisher page: http://127.0.0.1:8080/demo"
+echo "Dashboard: http://127.0.0.1:8081/ (log in with the e-mail and password above)"
 echo "CLI: ADPLATFORM_API_KEY=<api_key above> ./build/adplatform campaign list"
 exec ./build/adplatform serve --data-dir "$DATA_DIR" "$@"

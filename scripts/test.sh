@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test, as CI does: install what is needed, then
 #  1. style checks (banned functions);
-#  2. gcc -O2 -Werror build: unit, integration and fuzz-corpus replay tests (ctest);
+#  2. gcc -O2 -Werror build: unit, integration and fuzz-corpus replay tests, the dashboard's
+#     vitest tests (web.unit) and browser tests (e2e.*) (ctest);
 #  3. clang ASan+UBSan build: unit and integration tests, corpus replay, and a short libFuzzer
 #     run of each fuzz target (ctest).
 set -euo pipefail

@@ -110,15 +110,10 @@ static int build_public_url(const struct ap_api_options *opt, char *err, size_t 
 
 static int session_ttl(const struct ap_api_options *opt, int64_t *out, char *err, size_t errlen)
 {
-    *out = opt->session_ttl > 0 ? opt->session_ttl : AP_API_SESSION_TTL_DEFAULT;
-    const char *env = getenv("ADPLATFORM_SESSION_TTL");
-    if (opt->session_ttl <= 0 && env && env[0]) {
-        uint64_t v;
-        if (!ap_span_to_u64(ap_span_cstr(env), 366 * 86400, &v) || v == 0)
-            return fail_msg(err, errlen, AP_EINVAL,
-                            "ADPLATFORM_SESSION_TTL must be seconds from 1 to 31622400: %s", env);
-        *out = (int64_t)v;
-    }
+    *out = opt->session_ttl == 0 ? AP_API_SESSION_TTL_DEFAULT : opt->session_ttl;
+    if (*out < 1 || *out > AP_API_SESSION_TTL_MAX)
+        return fail_msg(err, errlen, AP_EINVAL, "--session-ttl must be seconds from 1 to %d: %lld",
+                        AP_API_SESSION_TTL_MAX, (long long)opt->session_ttl);
     return AP_OK;
 }
 
@@ -837,6 +832,7 @@ static int apikeys_item(struct ap__api_ctx *c)
             return not_found(c);
     }
     rc = ap_store_apikey_revoke(c->st, id, &c->actor);
+    ap__api_auth_invalidate(); /* even on failure: the revocation may have committed */
     if (rc != AP_OK)
         return ap__api_store_error(c, rc, NULL, false);
     return ap_http_respond(c->x, 204, NULL, NULL, 0);
@@ -881,6 +877,9 @@ static int audit_log(struct ap__api_ctx *c)
 
 /* ---- the route table ------------------------------------------------------------------------ */
 
+int ap__api_reports(struct ap__api_ctx *c); /* ap_api_reports.c */
+int ap__api_currency_rates(struct ap__api_ctx *c); /* ap_api_rates.c */
+
 #define MAX_API_ROUTES 64
 #define PATTERN_MAX 64
 
@@ -913,6 +912,8 @@ static void build_routes(void)
     add(AP_M(GET), AP_API_PREFIX "/audit-log", audit_log, -1, 0);
     add(AP_M(POST), AP_API_PREFIX "/creatives/upload", ap__api_creative_upload, -1, 0);
     add(AP_M(GET), AP_API_PREFIX "/placements/{id}/tag", placement_tag, -1, 0);
+    add(AP_M(GET), AP_API_PREFIX "/reports", ap__api_reports, -1, 0);
+    add(AP_M(GET) | AP_M(PUT), AP_API_PREFIX "/currency-rates", ap__api_currency_rates, -1, 0);
     for (int i = 0; i < AP_SCHEMA_RES_COUNT; i++) {
         const struct ap_schema_resource *r = ap_schema_get((enum ap_schema_res)i);
         snprintf(res_patterns[i][0], PATTERN_MAX, AP_API_PREFIX "/%s", r->path);

@@ -28,6 +28,7 @@
 #ifndef AP_API_H
 #define AP_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,10 +36,12 @@
 
 #define AP_API_PREFIX "/api/v1"
 #define AP_API_SESSION_TTL_DEFAULT (12 * 3600) /* seconds a login session lasts */
+#define AP_API_SESSION_TTL_MAX (366 * 86400)   /* --session-ttl at most */
 #define AP_API_UPLOAD_MAX (5 * 1024 * 1024)    /* bytes of one uploaded image (413 past it) */
 #define AP_API_JSON_MAX (2 * 1024 * 1024)      /* bytes of one JSON body (413 past it) */
 #define AP_API_LOGIN_MAX_FAILURES 10           /* per account and per address ... */
 #define AP_API_LOGIN_WINDOW_S (15 * 60)        /* ... within this window, then 429 */
+#define AP_API_AUTH_CACHE_TTL_MS 1000          /* a bearer lookup is reused this long at most */
 #define AP_API_PUBLIC_URL_MAX 1024
 #define AP_API_PATH_MAX 4096
 
@@ -48,7 +51,8 @@ struct ap_api_options {
                              * from data_listen and data_port */
     const char *data_listen; /* the data plane's HOST:PORT as configured (--listen) */
     int data_port;           /* the data plane's bound port (when --listen said port 0) */
-    int64_t session_ttl;     /* seconds; 0: $ADPLATFORM_SESSION_TTL if set (tests), else
+    int64_t session_ttl;     /* seconds (1..AP_API_SESSION_TTL_MAX; --session-ttl, or
+                              * $ADPLATFORM_SESSION_TTL through the config); 0: the default,
                               * AP_API_SESSION_TTL_DEFAULT */
 };
 
@@ -65,6 +69,30 @@ int ap_api_register(struct ap_router *r);
 
 /* Adds only GET /assets/{file} (for the data plane). Same return codes. */
 int ap_api_register_assets(struct ap_router *r);
+
+/* ---- the dashboard (ap_web.c) -------------------------------------------------------------------
+ * The SolidJS dashboard's build (web/dist) served at "/" on the control plane: /static/ hashed
+ * assets (immutable caching), index.html (no-cache) for every client route, security headers
+ * (CSP without inline script, nosniff, no framing), gzip siblings, HEAD; /api, /metrics,
+ * /healthz, /readyz, /assets paths never fall back to the app. See the top of ap_web.c. */
+
+#define AP_WEB_FILE_MAX (8 * 1024 * 1024) /* bytes of one dashboard file at most */
+
+/* Resolves the dashboard's directory once: setting ("" = AP_SOURCE_DIR/web/dist, the checkout's
+ * build). AP_OK, or AP_ENOTFOUND / AP_EINVAL (logged as a warning: the routes then answer 503
+ * saying how to build it; the daemon runs on). Main thread, before the servers start. */
+int ap_web_init(const char *setting);
+
+/* Adds the catch-all GET/HEAD route (pattern "/" + "*"). Register it LAST: every literal
+ * route wins over it. AP_OK or the router's error. Main thread. */
+int ap_web_register(struct ap_router *r);
+
+/* The media type for a file name by its extension, or NULL. Pure. */
+const char *ap_web_mime(const char *name);
+
+/* Whether a request path may name a dashboard file: "/" then segments of [A-Za-z0-9._-], none
+ * empty or starting with '.', no '%' (so no traversal and no hidden file). Pure. */
+bool ap_web_path_ok(struct ap_span path);
 
 /* ---- image sniffing (used by the upload route; public for tests and the CLI) ---------------- */
 

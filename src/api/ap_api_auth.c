@@ -16,7 +16,10 @@
 
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -85,6 +88,139 @@ static void touch_key(struct ap__api_ctx *c)
                     ap_strerror(rc));
 }
 
+/* ---- principal cache ------------------------------------------------------------------------
+ *
+ * A bearer lookup costs a read transaction (token row, user row, the user's tenants); most API
+ * calls come in runs with one key, so each control-plane thread keeps the last
+ * AUTH_CACHE_SLOTS answers: BLAKE2b(token) -> user, key id, session expiry. An entry is used
+ * only while all of these hold:
+ *   - it is younger than AP_API_AUTH_CACHE_TTL_MS (bounds how long a revocation made outside
+ *     this process, by another node or a direct database edit, can go unseen);
+ *   - no logout or key revocation happened in this process since it was filled: those bump
+ *     auth_gen (before the answer to them is sent), which ages every thread's entries at once,
+ *     so a revoked token is refused by the very next request on any thread;
+ *   - a session entry is before the session's expires_at.
+ * Only successful lookups are cached (a wrong token always reaches the store). The generation is
+ * read before the store lookup, so a revocation that commits while a lookup runs still wins.
+ * Users never change role or tenants after creation (no route edits them), so the cached user
+ * stays right for its lifetime. The tokens themselves are not kept, only their keyed hashes. */
+#define AUTH_CACHE_SLOTS 64
+
+struct auth_entry {
+    unsigned char hash[crypto_generichash_BYTES];
+    uint64_t gen;              /* auth_gen when filled; 0: empty */
+    uint64_t until_ns;         /* monotonic */
+    int64_t expires_at;        /* session expiry (Unix s); 0 for API keys */
+    int64_t key_id;            /* API keys: the key's id */
+    struct ap_store_user user; /* owned */
+};
+
+struct auth_cache {
+    struct auth_entry e[AUTH_CACHE_SLOTS];
+};
+
+static atomic_uint_fast64_t auth_gen = 1;
+static pthread_key_t auth_cache_key;
+static pthread_once_t auth_cache_once = PTHREAD_ONCE_INIT;
+static bool auth_cache_ok;
+static unsigned char auth_hash_key[crypto_generichash_KEYBYTES];
+
+static void auth_cache_free(void *p)
+{
+    struct auth_cache *ac = p;
+    for (size_t i = 0; i < AUTH_CACHE_SLOTS; i++)
+        ap_store_user_free(&ac->e[i].user);
+    free(ac);
+}
+
+static void auth_cache_init(void)
+{
+    if (sodium_init() < 0)
+        return;
+    randombytes_buf(auth_hash_key, sizeof(auth_hash_key));
+    auth_cache_ok = pthread_key_create(&auth_cache_key, auth_cache_free) == 0;
+}
+
+static struct auth_cache *auth_cache_get(void)
+{
+    pthread_once(&auth_cache_once, auth_cache_init);
+    if (!auth_cache_ok)
+        return NULL;
+    struct auth_cache *ac = pthread_getspecific(auth_cache_key);
+    if (!ac && (ac = calloc(1, sizeof(*ac))) != NULL &&
+        pthread_setspecific(auth_cache_key, ac) != 0) {
+        free(ac);
+        ac = NULL;
+    }
+    return ac;
+}
+
+void ap__api_auth_invalidate(void)
+{
+    atomic_fetch_add(&auth_gen, 1);
+}
+
+static bool copy_ids(const int64_t *src, size_t n, int64_t **dst)
+{
+    *dst = NULL;
+    if (n == 0)
+        return true;
+    *dst = malloc(n * sizeof(*src));
+    if (!*dst)
+        return false;
+    memcpy(*dst, src, n * sizeof(*src));
+    return true;
+}
+
+/* Deep copy (the context frees its user). false if out of memory (dst zeroed). */
+static bool user_copy(struct ap_store_user *dst, const struct ap_store_user *src)
+{
+    *dst = *src;
+    if (!copy_ids(src->advertiser_ids, src->n_advertiser_ids, &dst->advertiser_ids) ||
+        !copy_ids(src->publisher_ids, src->n_publisher_ids, &dst->publisher_ids)) {
+        ap_store_user_free(dst);
+        return false;
+    }
+    return true;
+}
+
+static struct auth_entry *auth_cache_find(struct auth_cache *ac, const unsigned char *hash)
+{
+    uint64_t gen = atomic_load(&auth_gen), now = ap_time_mono_coarse_ns();
+    int64_t wall = ap_time_unix();
+    for (size_t i = 0; i < AUTH_CACHE_SLOTS; i++) {
+        struct auth_entry *e = &ac->e[i];
+        if (e->gen == 0 || sodium_memcmp(e->hash, hash, sizeof(e->hash)) != 0)
+            continue;
+        if (e->gen != gen || now >= e->until_ns || (e->expires_at && wall >= e->expires_at)) {
+            ap_store_user_free(&e->user);
+            e->gen = 0;
+            return NULL;
+        }
+        return e;
+    }
+    return NULL;
+}
+
+static void auth_cache_put(struct auth_cache *ac, const unsigned char *hash, uint64_t gen,
+                           const struct ap_store_user *u, int64_t key_id, int64_t expires_at)
+{
+    /* An empty slot, else the one closest to its end. */
+    struct auth_entry *victim = &ac->e[0];
+    for (size_t i = 0; i < AUTH_CACHE_SLOTS && victim->gen; i++)
+        if (ac->e[i].gen == 0 || ac->e[i].until_ns < victim->until_ns)
+            victim = &ac->e[i];
+    ap_store_user_free(&victim->user);
+    victim->gen = 0;
+    if (!user_copy(&victim->user, u))
+        return;
+    memcpy(victim->hash, hash, sizeof(victim->hash));
+    victim->until_ns = ap_time_mono_coarse_ns() + (uint64_t)AP_API_AUTH_CACHE_TTL_MS * 1000000u;
+    victim->expires_at = expires_at;
+    victim->key_id = key_id;
+    victim->gen = gen;
+}
+
 int ap__api_authenticate(struct ap__api_ctx *c)
 {
     const struct ap_http_header *h = ap_http_find_header(&c->x->req, "Authorization");
@@ -104,10 +240,31 @@ int ap__api_authenticate(struct ap__api_ctx *c)
     c->token[t.len] = '\0';
 
     int rc;
-    if (ap_span_starts_with(t, AP_STORE_SESSION_PREFIX)) {
-        rc = ap_store_session_lookup(c->st, c->token, &c->user, NULL);
-    } else if (ap_span_starts_with(t, AP_STORE_APIKEY_PREFIX)) {
+    bool session = ap_span_starts_with(t, AP_STORE_SESSION_PREFIX);
+    bool apikey = !session && ap_span_starts_with(t, AP_STORE_APIKEY_PREFIX);
+    struct auth_cache *ac = (session || apikey) ? auth_cache_get() : NULL;
+    unsigned char hash[crypto_generichash_BYTES];
+    struct auth_entry *hit = NULL;
+    uint64_t gen = atomic_load(&auth_gen); /* before the lookup: see the cache's comment */
+    if (ac) {
+        crypto_generichash(hash, sizeof(hash), (const unsigned char *)c->token, t.len,
+                           auth_hash_key, sizeof(auth_hash_key));
+        hit = auth_cache_find(ac, hash);
+    }
+    if (hit) {
+        rc = user_copy(&c->user, &hit->user) ? AP_OK : AP_ENOMEM;
+        c->key_id = hit->key_id;
+        if (rc == AP_OK && apikey)
+            touch_key(c);
+    } else if (session) {
+        int64_t expires_at = 0;
+        rc = ap_store_session_lookup_exp(c->st, c->token, &c->user, NULL, &expires_at);
+        if (rc == AP_OK && ac)
+            auth_cache_put(ac, hash, gen, &c->user, 0, expires_at);
+    } else if (apikey) {
         rc = ap_store_apikey_lookup(c->st, c->token, &c->user, &c->key_id);
+        if (rc == AP_OK && ac)
+            auth_cache_put(ac, hash, gen, &c->user, c->key_id, 0);
         if (rc == AP_OK)
             touch_key(c);
     } else {
@@ -406,6 +563,7 @@ int ap__api_logout(struct ap__api_ctx *c)
                              "logout ends a session; revoke API keys with DELETE "
                              "/api/v1/api-keys/{id}");
     int rc = ap_store_session_revoke(c->st, c->token, &c->actor);
+    ap__api_auth_invalidate(); /* even on failure: the revocation may have committed */
     if (rc != AP_OK)
         return ap__api_store_error(c, rc, NULL, false);
     return ap_http_respond(c->x, 204, NULL, NULL, 0);

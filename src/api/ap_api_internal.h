@@ -86,6 +86,10 @@ int ap__api_authenticate(struct ap__api_ctx *c);
 /* Copies the caller's address ("127.0.0.1", "::1") into out; "unknown" if it cannot be had. */
 void ap__api_peer(struct ap_http_exchange *x, char *out, size_t cap);
 
+/* Makes every thread's cached authentication answers stale at once (call after a logout or a
+ * key revocation, before answering it). Any thread. */
+void ap__api_auth_invalidate(void);
+
 int ap__api_login(struct ap__api_ctx *c);
 int ap__api_logout(struct ap__api_ctx *c);
 
@@ -107,6 +111,12 @@ bool ap__api_asset_path(const char *sha256, const char *mime, char *out, size_t 
 /* true if s[0..len) is well-formed UTF-8 (no overlongs, surrogates or code points past
  * U+10FFFF). */
 bool ap__api_utf8_valid(const char *s, size_t len);
+
+/* true if p[0..n) is one JSON value (RFC 8259 grammar) with optional surrounding whitespace,
+ * nested at most 4096 deep; checked without allocating. Unpaired surrogate escapes are refused
+ * (as jansson does); bytes are not checked for UTF-8. Pure. Used to tell jansson's
+ * out-of-memory failures from syntax errors (ap__api_read_json). */
+bool ap__api_json_syntax_ok(const char *p, size_t n);
 
 /* Parses a positive decimal int64 id ("1".."9223372036854775807", no sign, no leading zero
  * needed to be rejected). */

@@ -71,13 +71,33 @@ static void common_headers(struct ap_http_exchange *x)
     ap_http_add_header(x, "X-Content-Type-Options", AP_SPAN_LIT("nosniff"));
 }
 
+/* The error body built without any allocation (the fallback when out of memory): the same
+ * shape as every other error, {"error": {"code", "message", "fields": []}}. code and message
+ * are static ASCII. */
+static int error_noalloc(struct ap_http_exchange *x, int status, const char *code,
+                         const char *message)
+{
+    char body[1024], esc[600];
+    ap_json_escape(esc, sizeof(esc), message, strlen(message));
+    int n = snprintf(body, sizeof(body),
+                     "{\"error\":{\"code\":\"%s\",\"message\":\"%s\","
+                     "\"fields\":[]}}",
+                     code, esc);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(body))
+        n = sizeof(body) - 1;
+    common_headers(x);
+    return ap_http_respond(x, status, "application/json", body, (size_t)n);
+}
+
 int ap__api_send_json(struct ap_http_exchange *x, int status, const json_t *body)
 {
     char *text = json_dumps(body, JSON_COMPACT);
     if (!text || strlen(text) > AP__API_JSON_MAX_OUTPUT) {
         free(text);
         ap_log_error("api: cannot serialise a response of status %d", status);
-        return ap_http_respond_error(x, 500, "internal", "cannot serialise the response");
+        return error_noalloc(x, 500, "internal", "cannot serialise the response");
     }
     common_headers(x);
     int rc = ap_http_respond(x, status, "application/json", text, strlen(text));
@@ -112,7 +132,7 @@ int ap__api_error_fields(struct ap_http_exchange *x, int status, const char *cod
     if (body)
         rc = ap__api_send_json(x, status, body);
     else
-        rc = ap_http_respond_error(x, status, code, "error (out of memory describing it)");
+        rc = error_noalloc(x, status, code, "error (out of memory describing it)");
     json_decref(body);
     json_decref(msg);
     json_decref(fields);
@@ -201,6 +221,214 @@ static bool is_json_type(struct ap_span ct)
     return true;
 }
 
+/* ---- JSON syntax without allocation ---------------------------------------------------------
+ * jansson reports running out of memory inside its lexer as a syntax error ("string or '}'
+ * expected"), which would blame the client (400) for the server's trouble. When jansson fails
+ * with a syntax-kind error, this allocation-free checker (RFC 8259 grammar, UTF-8 already
+ * checked by the caller) decides whose fault it was: valid syntax means jansson ran out of
+ * memory (500). Errors jansson finds in valid syntax (duplicate keys, \u0000, overflow,
+ * nesting too deep) have their own codes and stay 400. */
+#define SYNTAX_MAX_DEPTH 4096
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+static void skip_ws(const char *p, size_t n, size_t *i)
+{
+    while (*i < n && (p[*i] == ' ' || p[*i] == '\t' || p[*i] == '\n' || p[*i] == '\r'))
+        (*i)++;
+}
+
+static bool is_digit(char ch)
+{
+    return ch >= '0' && ch <= '9';
+}
+
+/* Four hex digits at *i (moved past them): the value, or -1. */
+static long read_u4(const char *p, size_t n, size_t *i)
+{
+    long v = 0;
+    for (int k = 0; k < 4; k++, (*i)++) {
+        int h = *i < n ? hexval(p[*i]) : -1;
+        if (h < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+static bool scan_string(const char *p, size_t n, size_t *i)
+{
+    (*i)++; /* the opening quote */
+    while (*i < n) {
+        unsigned char ch = (unsigned char)p[(*i)++];
+        if (ch == '"')
+            return true;
+        if (ch < 0x20)
+            return false;
+        if (ch != '\\')
+            continue;
+        if (*i >= n)
+            return false;
+        ch = (unsigned char)p[(*i)++];
+        if (ch == 'u') {
+            /* jansson (rightly) refuses unpaired surrogates: so does this */
+            long u = read_u4(p, n, i);
+            if (u >= 0xDC00 && u <= 0xDFFF)
+                return false;
+            if (u >= 0xD800 && u <= 0xDBFF) {
+                if (n - *i < 2 || p[*i] != '\\' || p[*i + 1] != 'u')
+                    return false;
+                *i += 2;
+                long lo = read_u4(p, n, i);
+                if (lo < 0xDC00 || lo > 0xDFFF)
+                    return false;
+            }
+            if (u < 0)
+                return false;
+        } else if (!strchr("\"\\/bfnrt", ch) || ch == 0) {
+            return false;
+        }
+    }
+    return false;
+}
+
+static bool scan_number(const char *p, size_t n, size_t *i)
+{
+    if (*i < n && p[*i] == '-')
+        (*i)++;
+    if (*i >= n || !is_digit(p[*i]))
+        return false;
+    if (p[*i] == '0')
+        (*i)++;
+    else
+        while (*i < n && is_digit(p[*i]))
+            (*i)++;
+    if (*i < n && p[*i] == '.') {
+        (*i)++;
+        if (*i >= n || !is_digit(p[*i]))
+            return false;
+        while (*i < n && is_digit(p[*i]))
+            (*i)++;
+    }
+    if (*i < n && (p[*i] == 'e' || p[*i] == 'E')) {
+        (*i)++;
+        if (*i < n && (p[*i] == '+' || p[*i] == '-'))
+            (*i)++;
+        if (*i >= n || !is_digit(p[*i]))
+            return false;
+        while (*i < n && is_digit(p[*i]))
+            (*i)++;
+    }
+    return true;
+}
+
+static bool scan_word(const char *p, size_t n, size_t *i, const char *w)
+{
+    size_t len = strlen(w);
+    if (n - *i < len || memcmp(p + *i, w, len) != 0)
+        return false;
+    *i += len;
+    return true;
+}
+
+bool ap__api_json_syntax_ok(const char *p, size_t n)
+{
+    unsigned char stack[SYNTAX_MAX_DEPTH / 8]; /* bit set: in an object (1) or array (0) */
+    size_t depth = 0, i = 0;
+    for (;;) {
+        /* a value is expected at i */
+        skip_ws(p, n, &i);
+        if (i >= n)
+            return false;
+        char ch = p[i];
+        if (ch == '{' || ch == '[') {
+            if (depth == SYNTAX_MAX_DEPTH)
+                return false;
+            bool obj = ch == '{';
+            if (obj)
+                stack[depth / 8] |= (unsigned char)(1u << (depth % 8));
+            else
+                stack[depth / 8] &= (unsigned char)~(1u << (depth % 8));
+            depth++;
+            i++;
+            skip_ws(p, n, &i);
+            if (i < n && p[i] == (obj ? '}' : ']')) {
+                i++;
+                depth--;
+                goto after_value;
+            }
+            if (obj) {
+                if (i >= n || p[i] != '"' || !scan_string(p, n, &i))
+                    return false;
+                skip_ws(p, n, &i);
+                if (i >= n || p[i++] != ':')
+                    return false;
+            }
+            continue;
+        }
+        if (ch == '"') {
+            if (!scan_string(p, n, &i))
+                return false;
+        } else if (ch == '-' || is_digit(ch)) {
+            if (!scan_number(p, n, &i))
+                return false;
+        } else if (!scan_word(p, n, &i, "true") && !scan_word(p, n, &i, "false") &&
+                   !scan_word(p, n, &i, "null")) {
+            return false;
+        }
+    after_value:
+        for (;;) {
+            skip_ws(p, n, &i);
+            if (depth == 0)
+                return i == n;
+            bool obj = stack[(depth - 1) / 8] & (1u << ((depth - 1) % 8));
+            if (i >= n)
+                return false;
+            if (p[i] == (obj ? '}' : ']')) {
+                i++;
+                depth--;
+                continue;
+            }
+            if (p[i++] != ',')
+                return false;
+            if (obj) {
+                skip_ws(p, n, &i);
+                if (i >= n || p[i] != '"' || !scan_string(p, n, &i))
+                    return false;
+                skip_ws(p, n, &i);
+                if (i >= n || p[i++] != ':')
+                    return false;
+            }
+            break; /* the next value */
+        }
+    }
+}
+
+/* Did jansson fail for want of memory rather than because of the input? */
+static bool json_failed_for_memory(const json_error_t *e, const char *p, size_t n)
+{
+    switch (json_error_code(e)) {
+    case json_error_out_of_memory:
+        return true;
+    case json_error_unknown:
+    case json_error_invalid_syntax:
+    case json_error_premature_end_of_input:
+    case json_error_end_of_input_expected:
+        return ap__api_json_syntax_ok(p, n);
+    default:
+        return false;
+    }
+}
+
 int ap__api_read_json(struct ap__api_ctx *c, json_t **out)
 {
     struct ap_http_exchange *x = c->x;
@@ -223,8 +451,35 @@ int ap__api_read_json(struct ap__api_ctx *c, json_t **out)
         ap__api_error(x, 400, "invalid_utf8", "the request body is not valid UTF-8");
         return AP_EINVAL;
     }
+    /* JSON text never holds a raw NUL (in strings it is escaped); jansson would stop reading at
+     * one and ignore whatever follows */
+    if (memchr(body.p, '\0', body.len)) {
+        ap__api_error(x, 400, "invalid_json", "a NUL byte in the JSON body");
+        return AP_EINVAL;
+    }
+    json_t *v = NULL;
+    {
+        /* well-formed text goes through our strict parser: under allocation failure jansson's
+         * lexer silently drops characters of strings (a key "budget_daily_micros" can arrive
+         * as "budget_daily_mcros"), while ap_schema_json_parse fails cleanly with AP_ENOMEM */
+        int prc = ap_schema_json_parse(body.p, body.len, &v);
+        if (prc == AP_ENOMEM) {
+            ap_log_error("api: out of memory parsing a request body");
+            ap__api_error(x, 500, "internal", "out of memory");
+            return AP_ENOMEM;
+        }
+        if (prc != AP_OK)
+            v = NULL; /* not an object/array, or a duplicate: jansson words the error below */
+    }
     json_error_t jerr;
-    json_t *v = json_loadb(body.p, body.len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    memset(&jerr, 0, sizeof(jerr)); /* jansson leaves it untouched on some failures */
+    if (!v)
+        v = json_loadb(body.p, body.len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!v && json_failed_for_memory(&jerr, body.p, body.len)) {
+        ap_log_error("api: out of memory parsing a request body");
+        ap__api_error(x, 500, "internal", "out of memory");
+        return AP_ENOMEM;
+    }
     if (!v) {
         char msg[256];
         snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d: %s", jerr.line,
@@ -242,17 +497,6 @@ int ap__api_read_json(struct ap__api_ctx *c, json_t **out)
 }
 
 /* ---- query strings ------------------------------------------------------------------------ */
-
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
 
 /* Decodes a query component into the arena; NULL if it is malformed (bad escape, NUL, not
  * UTF-8) or the arena is exhausted (*oom set). */

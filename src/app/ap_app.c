@@ -14,12 +14,37 @@
 #include "../api/ap_api.h"
 #include "../core/ap_error.h"
 #include "../core/ap_log.h"
+#include "../events/ap_agg.h"
+#include "../events/ap_beacon.h"
+#include "../events/ap_evlog.h"
 #include "../net/ap_metrics.h"
+#include "../rtb/ap_rtb.h"
 #include "../serve/ap_consent.h"
 #include "../serve/ap_geo.h"
 #include "../serve/ap_serve.h"
 #include "../serve/ap_tag.h"
 #include "../serve/ap_ua.h"
+
+/* The aggregator (src/events/ap_agg.h): started after the event log and ad serving, stopped
+ * after the data plane and before ad serving (it feeds delivery control). Main thread. */
+static struct ap_agg *g_agg;
+
+/* Feeds the aggregator's billed spend to delivery control (ap_serve_set_spend). */
+static void feed_spend(void *ud, const struct ap_agg_spend *s, size_t n, int64_t as_of_ms)
+{
+    (void)ud;
+    struct ap_serve_spend b[128];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        b[k++] = (struct ap_serve_spend){s[i].campaign_id, s[i].local_day, s[i].today_micros,
+                                         s[i].lifetime_micros};
+        if (k == sizeof(b) / sizeof(b[0]) && i + 1 < n) {
+            ap_serve_set_spend(b, k, 0); /* as_of only with the last chunk */
+            k = 0;
+        }
+    }
+    ap_serve_set_spend(b, k, as_of_ms);
+}
 
 /* ---------------------------------------------------------------- built-in endpoints */
 
@@ -45,6 +70,15 @@ static int h_metrics(struct ap_http_exchange *x)
     struct ap_server *servers[2] = {app->data, app->admin};
     int rc = ap_metrics_render(&out, servers, 2);
     if (rc == AP_OK)
+        rc = ap_rtb_metrics(&out); /* ap_rtb_* */
+    if (rc == AP_OK)
+        rc = ap_beacon_metrics(&out); /* events accepted/rejected, event log */
+    if (rc == AP_OK && g_agg) {
+        char agg[8192];
+        size_t n = ap_agg_metrics(g_agg, agg, sizeof(agg)); /* aggregator lag, events */
+        rc = ap_buf_append(&out, agg, n);
+    }
+    if (rc == AP_OK)
         rc = ap_http_respond(x, 200, "text/plain; version=0.0.4; charset=utf-8", out.data,
                              out.len);
     else
@@ -64,9 +98,12 @@ static int register_routes(struct ap_app *app)
     rc |= ap_api_register_assets(&app->data_router); /* image creatives in ad markup */
     struct ap_tag_options to = {.data_dir = app->cfg.data_dir};
     rc |= ap_tag_register(&app->data_router, &to); /* /v1/tag.js, /demo */
+    rc |= ap_rtb_register(&app->data_router); /* /openrtb2/auction, /openrtb2/bid */
+    rc |= ap_beacon_register(&app->data_router);    /* /v1/e/imp|view|click|conv, /v1/events */
     rc |= ap_router_add(&app->admin_router, AP_M(GET), "/healthz", h_healthz, NULL, NULL);
     rc |= ap_router_add(&app->admin_router, AP_M(GET), "/metrics", h_metrics, NULL, NULL);
     rc |= ap_api_register(&app->admin_router);
+    rc |= ap_web_register(&app->admin_router); /* the dashboard: a catch-all, so LAST */
     return rc ? AP_ELIMIT : AP_OK;
 }
 
@@ -205,6 +242,7 @@ int ap_app_serve(int argc, char **argv)
         ap_log_error("cannot create data dir %s: %s", app.cfg.data_dir, ap_strerror(rc));
         goto out;
     }
+    ap_web_init(app.cfg.web_root); /* a missing dashboard build is a warning, not an error */
     if (register_routes(&app) != AP_OK) {
         ap_log_error("cannot register routes");
         goto out;
@@ -232,7 +270,8 @@ int ap_app_serve(int argc, char **argv)
         struct ap_api_options ao = {.data_dir = app.cfg.data_dir,
                                     .public_url = app.cfg.public_url,
                                     .data_listen = app.cfg.listen,
-                                    .data_port = ap_server_port(app.data)};
+                                    .data_port = ap_server_port(app.data),
+                                    .session_ttl = app.cfg.session_ttl};
         if ((rc = ap_api_init(&ao, err, sizeof(err))) != AP_OK) {
             ap_log_error("cannot start the API: %s", err);
             goto out;
@@ -243,12 +282,27 @@ int ap_app_serve(int argc, char **argv)
         char host[256];
         int port = 0;
         ap_config_parse_addr(app.cfg.listen, host, sizeof(host), &port);
+        /* the event log: one ring per data-plane worker, a torn tail cut before serving */
+        char evdir[AP_CONFIG_STR_MAX + 16];
+        snprintf(evdir, sizeof(evdir), "%s/events", app.cfg.data_dir);
+        struct ap_evlog_options eo = {.dir = evdir,
+                                      .rings = ap_server_threads(app.data),
+                                      .ring_records = (uint32_t)app.cfg.event_ring,
+                                      .segment_bytes = (uint64_t)app.cfg.event_segment_mb << 20,
+                                      .sync_interval_ms = (int)app.cfg.event_sync_ms,
+                                      .sync_records = (uint32_t)app.cfg.event_sync_records};
+        app.evlog = ap_evlog_open(&eo, &rc, err, sizeof(err));
+        if (!app.evlog) {
+            ap_log_error("cannot open the event log: %s", err);
+            goto out;
+        }
         struct ap_serve_options so = {.data_dir = app.cfg.data_dir,
                                       .public_url = app.cfg.public_url,
                                       .listen_host = host,
                                       .listen_port = ap_server_port(app.data),
                                       .threads = ap_server_threads(app.data),
-                                      .trusted_proxies = app.cfg.trusted_proxies};
+                                      .trusted_proxies = app.cfg.trusted_proxies,
+                                      .evlog = app.evlog};
         if ((rc = ap_serve_start(&so, err, sizeof(err))) != AP_OK) {
             ap_log_error("cannot start ad serving: %s", err);
             goto out;
@@ -262,6 +316,31 @@ int ap_app_serve(int argc, char **argv)
                                      .ua_parse = ap_ua_parse,
                                      .consent_parse = ap_consent_parse};
         ap_serve_set_edge(&edge);
+        struct ap_rtb_options ro = {.threads = ap_server_threads(app.data),
+                                    .data_dir = app.cfg.data_dir, /* demand partners, rates */
+                                    .evlog = app.evlog};
+        ap_rtb_start(&ro); /* the OpenRTB exchange: our campaigns through ap_serve_rtb_* */
+        char keys[AP_CONFIG_STR_MAX + 32];
+        snprintf(keys, sizeof(keys), "%s/keys/token.key", app.cfg.data_dir);
+        struct ap_beacon_options bo = {.log = app.evlog,
+                                       .keys_path = keys,
+                                       .workers = ap_server_threads(app.data),
+                                       .max_connections = (int)app.cfg.max_connections,
+                                       .edge = &edge};
+        if ((rc = ap_beacon_start(&bo, err, sizeof(err))) != AP_OK) {
+            ap_log_error("cannot start event tracking: %s", err);
+            goto out;
+        }
+        /* the aggregator: rollups and billing from the log, spend fed to delivery control */
+        char dbpath[AP_CONFIG_STR_MAX + 32];
+        snprintf(dbpath, sizeof(dbpath), "%s/adplatform.db", app.cfg.data_dir);
+        struct ap_agg_options ago = {
+            .db_path = dbpath, .log_dir = evdir, .log = app.evlog, .feed = feed_spend};
+        if (!(g_agg = ap_agg_create(&ago, &rc, err, sizeof(err))) ||
+            (rc = ap_agg_start(g_agg)) != AP_OK) {
+            ap_log_error("cannot start the aggregator: %s", g_agg ? ap_strerror(rc) : err);
+            goto out;
+        }
     }
     if ((rc = ap_server_start(app.data)) || (rc = ap_server_start(app.admin))) {
         ap_log_error("cannot start workers: %s", ap_strerror(rc));
@@ -312,7 +391,10 @@ int ap_app_serve(int argc, char **argv)
     ap_server_drain(app.admin);
     ap_server_join(app.data);
     ap_server_join(app.admin);
+    ap_agg_stop(g_agg); /* folds what is durable now; before ad serving goes (it feeds it) */
     ap_serve_stop(); /* after the workers: saves delivery state, frees the snapshot */
+    ap_rtb_stop();   /* after the workers: the demand partner loader */
+    ap_beacon_stop();
     ap_ua_close(app.ua);
     ap_geo_close(app.geo);
     app.ua = NULL;
@@ -325,5 +407,9 @@ out:
     ap_server_destroy(app.data);
     ap_server_destroy(app.admin);
     app.data = app.admin = NULL;
+    ap_agg_destroy(g_agg); /* the log's reader: before the log */
+    g_agg = NULL;
+    ap_evlog_close(app.evlog); /* last: syncs what the rings hold; readers stopped before */
+    app.evlog = NULL;
     return exit_code;
 }

@@ -16,6 +16,7 @@
 #include "../net/ap_server.h"
 
 struct ap_geo;
+struct ap_evlog;
 struct ap_ua;
 
 struct ap_app {
@@ -27,6 +28,8 @@ struct ap_app {
     int64_t started_at; /* unix seconds */
     struct ap_geo *geo; /* geo database (NULL: none); process lifetime */
     struct ap_ua *ua;   /* User-Agent rules (NULL: none); process lifetime */
+    struct ap_evlog *evlog; /* the event log (src/events/ap_evlog.h): opened before the data
+                               plane starts, closed after it and the aggregator stopped */
 };
 
 /* Runs `adplatform serve` with argv holding only the options. Returns the exit code. */

@@ -889,8 +889,17 @@ static const char *const REPORT_FILTERS[] = {"advertiser", "campaign",       "ad
                                              "creative",   "publisher",      "site",
                                              "placement",  "demand-partner", NULL};
 
-/* report --from today --to today --group-by campaign [--advertiser ID ...] [--param k=v]:
- * GET /api/v1/reports, rows as a table. Dates: YYYY-MM-DD, today, yesterday (UTC). */
+/* Columns of the report table (those present in the answer are shown). */
+static const char *const COLS_REPORT[] = {
+    "date",        "hour",        "campaign_id",  "ad_id",          "placement_id",
+    "site_id",     "publisher_id", "advertiser_id", "partner_id",    "country",
+    "device",      "impressions", "clicks",       "ctr",            "conversions",
+    "spend_micros", "revenue_micros", "ecpm_micros", "bids",        "wins",
+    NULL};
+
+/* report --from today --to today --group-by campaign [--timezone Z] [--granularity G]
+ * [--advertiser ID ...] [--param k=v]: GET /api/v1/reports, rows as a table and a totals line
+ * (--json: the answer as is). Dates: YYYY-MM-DD, today, yesterday (UTC). */
 static int run_report(struct ap__cli *c, const struct noun *n)
 {
     char query[QUERY_MAX] = "";
@@ -906,9 +915,17 @@ static int run_report(struct ap__cli *c, const struct noun *n)
         if ((rc = ap__cli_query_add(c, query, sizeof query, dates[i], v)))
             return rc;
     }
-    const char *g = ap__cli_flag(c, "group-by");
-    if (g && (rc = ap__cli_query_add(c, query, sizeof query, "group_by", g)))
-        return rc;
+    static const char *const plain[][2] = {{"group-by", "group_by"},
+                                           {"timezone", "timezone"},
+                                           {"granularity", "granularity"},
+                                           {"country", "country"},
+                                           {"device", "device"},
+                                           {"traffic", "traffic"}};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+        const char *v = ap__cli_flag(c, plain[i][0]);
+        if (v && (rc = ap__cli_query_add(c, query, sizeof query, plain[i][1], v)))
+            return rc;
+    }
     for (const char *const *f = REPORT_FILTERS; *f; f++) {
         char flag[AP_CLI_FLAG_NAME_MAX], field[AP_CLI_FLAG_NAME_MAX];
         snprintf(flag, sizeof flag, "%s-id", *f);
@@ -924,7 +941,38 @@ static int run_report(struct ap__cli *c, const struct noun *n)
         if (v1 && (rc = ap__cli_query_add(c, query, sizeof query, field, v1)))
             return rc;
     }
-    return list_run(c, n, query, sizeof query);
+    size_t it = 0;
+    const char *p;
+    while ((p = ap__cli_flag_next(c, "param", &it))) {
+        char key[128];
+        const char *eq = strchr(p, '=');
+        if (!eq || eq == p || (size_t)(eq - p) >= sizeof key)
+            return ap__cli_usage_error(c, "--param wants name=value, got \"%s\"", p);
+        memcpy(key, p, (size_t)(eq - p));
+        key[eq - p] = '\0';
+        if ((rc = ap__cli_query_add(c, query, sizeof query, key, eq + 1)))
+            return rc;
+    }
+    if ((rc = ap__cli_check_flags(c)))
+        return rc;
+    struct ap__cli_resp r = {0};
+    if ((rc = ap__cli_call(c, "GET", n->path, query, NULL, &r)) == AP_CLI_EXIT_OK) {
+        const json_t *rows = json_object_get(r.json, "rows");
+        const json_t *totals = json_object_get(r.json, "totals");
+        if (c->json || !json_is_array(rows)) {
+            ap__cli_print_body(&r);
+        } else {
+            ap__cli_print_table(rows, COLS_REPORT);
+            json_t *t = json_is_object(totals) ? json_pack("[O]", totals) : NULL;
+            if (t) {
+                fputs("totals:\n", stdout);
+                ap__cli_print_table(t, COLS_REPORT);
+            }
+            json_decref(t);
+        }
+    }
+    ap__cli_resp_free(&r);
+    return rc;
 }
 
 /* ---- login and logout ----------------------------------------------------------------------- */

@@ -34,6 +34,7 @@ struct ap_config {
     char trusted_proxies[AP_CONFIG_STR_MAX]; /* CIDRs whose X-Forwarded-For is honoured */
     int64_t threads;       /* data-plane workers; 0 = number of cores */
     int64_t admin_threads; /* control-plane threads */
+    int64_t session_ttl;   /* seconds a login session lasts */
     bool pin_threads;
     int64_t max_connections; /* over all data-plane workers */
     int64_t max_header_bytes;
@@ -45,6 +46,10 @@ struct ap_config {
     int64_t drain_timeout_ms;
     int64_t access_log_sample; /* log 1 in N requests; 0 = off */
     int64_t backlog;
+    int64_t event_sync_ms;      /* event log group commit: fdatasync at least this often */
+    int64_t event_sync_records; /* ... or after this many records */
+    int64_t event_ring;         /* records per worker ring (a power of two) */
+    int64_t event_segment_mb;   /* event log segment size */
 };
 
 enum ap_config_type { AP_CONFIG_STRING, AP_CONFIG_INT, AP_CONFIG_BOOL };

@@ -25,6 +25,10 @@
  * Reading: ap_evlog_reader_* reads records in order from any position up to what is durable,
  * on any thread (the aggregator's), while the writer appends.
  *
+ * I/O failure: if a write or fdatasync fails (EIO, ENOSPC), nothing more is ever published as
+ * durable (after a failed fsync the kernel may have dropped the pages: retrying would lie);
+ * ap_evlog_failed() turns true and callers answer 503. A restart recovers what is on disk.
+ *
  * Lifetimes: the log is process lifetime (open at start, close after the workers stopped);
  * rings belong to the log. Threads: append and durable on the ring's own worker thread only;
  * the writer is internal; readers on their own thread, one reader per thread.
@@ -84,6 +88,7 @@ struct ap_event {
     int64_t value_micros; /* CONV: conversion value; otherwise 0 */
     int64_t issued_at;    /* token issue time, Unix seconds (0 when none) */
     int64_t reserved2;    /* 0 */
+    int64_t reserved3[2]; /* 0: pads the record to 128 bytes (room for later fields) */
 };
 _Static_assert(sizeof(struct ap_event) == 128, "ap_event is 128 bytes on disk");
 
@@ -115,6 +120,17 @@ struct ap_evlog_ring *ap_evlog_ring(struct ap_evlog *log, int i);
  * (> 0), or AP_EAGAIN (negative) when the ring is full. Owner thread only; never blocks. */
 int64_t ap_evlog_append(struct ap_evlog_ring *r, const struct ap_event *ev);
 
+/* Appends n records (n >= 1) all or none: the sequence number of the last one, or AP_EAGAIN
+ * when they do not all fit (nothing appended), AP_EINVAL for n < 1 or n > the ring size.
+ * The batch path: one release store and at most one writer wake-up. Owner thread only. */
+int64_t ap_evlog_append_batch(struct ap_evlog_ring *r, const struct ap_event *evs, int n);
+
+/* Number of rings (as opened). Any thread. */
+int ap_evlog_rings(const struct ap_evlog *log);
+
+/* true once a write or sync failed (see above): nothing will become durable any more. */
+bool ap_evlog_failed(const struct ap_evlog *log);
+
 /* Sequence number up to which this ring's records are durable (fdatasync'd). Owner thread. */
 int64_t ap_evlog_durable(const struct ap_evlog_ring *r);
 
@@ -125,14 +141,26 @@ int ap_evlog_ring_fd(const struct ap_evlog_ring *r);
 /* Log position just past the last durable record (what readers can read up to). Any thread. */
 uint64_t ap_evlog_end(const struct ap_evlog *log);
 
-/* Counters for /metrics (any thread): records and bytes written, syncs, last sync latency,
- * and the p99 sync latency over the last few seconds, in microseconds. */
+/* Counters for /metrics (any thread): records and bytes written (frames included), syncs,
+ * sync latency (last, max, sum; microseconds), ring-full rejects. */
 struct ap_evlog_stats {
     uint64_t records, bytes, syncs, full_rejects;
     uint64_t sync_us_last, sync_us_max, sync_us_sum;
     uint64_t torn_bytes_cut; /* at the last open */
 };
 void ap_evlog_stats(const struct ap_evlog *log, struct ap_evlog_stats *out);
+
+/* Ring-full rejects of records of one type (1 <= type < AP_EV_TYPE_MAX), all rings. */
+uint64_t ap_evlog_full_rejects(const struct ap_evlog *log, int type);
+
+/* Sync latency histogram (fdatasync time): counts per bucket, cumulative NOT applied;
+ * bucket i holds syncs <= ap_evlog_sync_bounds_us[i], the last one the rest. Any thread. */
+#define AP_EVLOG_SYNC_BUCKETS 13
+extern const uint64_t ap_evlog_sync_bounds_us[AP_EVLOG_SYNC_BUCKETS - 1];
+void ap_evlog_sync_histogram(const struct ap_evlog *log, uint64_t out[AP_EVLOG_SYNC_BUCKETS]);
+
+/* On-disk frame: 8 header bytes + the record. */
+#define AP_EVLOG_FRAME_BYTES (8 + sizeof(struct ap_event))
 
 /* ---- reading ---- */
 
@@ -152,5 +180,10 @@ void ap_evlog_reader_close(struct ap_evlog_reader *rd);
 
 /* CRC32C (Castagnoli) of n bytes, continuing from crc (0 to start). */
 uint32_t ap_crc32c(uint32_t crc, const void *data, size_t n);
+
+/* The table implementation (tests and the benchmark compare it with the dispatched one), and
+ * whether ap_crc32c uses the SSE4.2 crc32 instruction. */
+uint32_t ap__crc32c_table(uint32_t crc, const void *data, size_t n);
+bool ap__crc32c_hw_available(void);
 
 #endif

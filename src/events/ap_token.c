@@ -128,6 +128,8 @@ int64_t ap_token_ttl(enum ap_token_type type)
         return AP_TOKEN_TTL_VIEW;
     case AP_TOKEN_CLICK:
         return AP_TOKEN_TTL_CLICK;
+    case AP_TOKEN_CONV:
+        return AP_TOKEN_TTL_CONV;
     }
     return 0;
 }
@@ -138,14 +140,14 @@ static void mac(const uint8_t key[AP_TOKEN_KEY_BYTES], const uint8_t *msg, size_
     crypto_generichash(out, AP_TOKEN_MAC_BYTES, msg, n, key, AP_TOKEN_KEY_BYTES);
 }
 
-int ap_token_sign(const struct ap_token_keyring *kr, struct ap_token *t, char *out, size_t cap)
+/* The binary token into bin[AP_TOKEN_MAX_BIN]: its length, or AP_EINVAL. */
+static int encode(const struct ap_token_keyring *kr, struct ap_token *t, uint8_t *bin)
 {
-    if (!kr || kr->n <= 0 || t->type < AP_TOKEN_IMP || t->type > AP_TOKEN_CLICK ||
+    if (!kr || kr->n <= 0 || t->type < AP_TOKEN_IMP || t->type > AP_TOKEN_CONV ||
         t->campaign_id < 0 || t->ad_id < 0 || t->placement_id < 0 || t->publisher_id < 0 ||
         t->price_micros < 0 || t->issued_at < 0)
         return AP_EINVAL;
     const struct ap_token_key *k = &kr->keys[kr->n - 1];
-    uint8_t bin[AP_TOKEN_MAX_BIN];
     t->version = AP_TOKEN_VERSION;
     t->key_id = k->id;
     bin[0] = t->version;
@@ -163,7 +165,32 @@ int ap_token_sign(const struct ap_token_keyring *kr, struct ap_token *t, char *o
     n += put_varint(bin + n, (uint64_t)t->issued_at);
     mac(k->key, bin, n, bin + n);
     n += AP_TOKEN_MAC_BYTES;
-    return ap_token_b64_encode(bin, n, out, cap);
+    return (int)n;
+}
+
+int ap_token_sign(const struct ap_token_keyring *kr, struct ap_token *t, char *out, size_t cap)
+{
+    uint8_t bin[AP_TOKEN_MAX_BIN];
+    int n = encode(kr, t, bin);
+    return n < 0 ? n : ap_token_b64_encode(bin, (size_t)n, out, cap);
+}
+
+int ap_token_sign_hex(const struct ap_token_keyring *kr, struct ap_token *t, char *out,
+                      size_t cap)
+{
+    static const char HEX[] = "0123456789abcdef";
+    uint8_t bin[AP_TOKEN_MAX_BIN];
+    int n = encode(kr, t, bin);
+    if (n < 0)
+        return n;
+    if ((size_t)n * 2 + 1 > cap)
+        return AP_ELIMIT;
+    for (int i = 0; i < n; i++) {
+        out[2 * i] = HEX[bin[i] >> 4];
+        out[2 * i + 1] = HEX[bin[i] & 15];
+    }
+    out[2 * n] = '\0';
+    return 2 * n;
 }
 
 bool ap_token_key_accepted(const struct ap_token_keyring *kr, int i, int64_t now)
@@ -176,16 +203,12 @@ bool ap_token_key_accepted(const struct ap_token_keyring *kr, int i, int64_t now
     return now <= kr->keys[i + 1].created_at + kr->overlap;
 }
 
-int ap_token_verify(const struct ap_token_keyring *kr, struct ap_span text, int64_t now,
-                    int64_t max_age, struct ap_token *out)
+static int verify_bin(const struct ap_token_keyring *kr, const uint8_t *bin, int len,
+                      int64_t now, int64_t max_age, struct ap_token *out)
 {
-    uint8_t bin[AP_TOKEN_MAX_BIN];
-    if (text.len == 0 || text.len >= AP_TOKEN_MAX_TEXT)
-        return AP_EINVAL;
-    int len = ap_token_b64_decode(text, bin, sizeof(bin));
     if (len < HEADER_BYTES + 6 + AP_TOKEN_MAC_BYTES)
         return AP_EINVAL;
-    if (bin[0] != AP_TOKEN_VERSION || bin[3] < AP_TOKEN_IMP || bin[3] > AP_TOKEN_CLICK)
+    if (bin[0] != AP_TOKEN_VERSION || bin[3] < AP_TOKEN_IMP || bin[3] > AP_TOKEN_CONV)
         return AP_EINVAL;
     struct ap_token t;
     memset(&t, 0, sizeof(t));
@@ -219,6 +242,42 @@ int ap_token_verify(const struct ap_token_keyring *kr, struct ap_span text, int6
         return AP_ETIMEDOUT;
     *out = t;
     return AP_OK;
+}
+
+int ap_token_verify(const struct ap_token_keyring *kr, struct ap_span text, int64_t now,
+                    int64_t max_age, struct ap_token *out)
+{
+    uint8_t bin[AP_TOKEN_MAX_BIN];
+    if (text.len == 0 || text.len >= AP_TOKEN_MAX_TEXT)
+        return AP_EINVAL;
+    int len = ap_token_b64_decode(text, bin, sizeof(bin));
+    if (len < 0)
+        return AP_EINVAL;
+    return verify_bin(kr, bin, len, now, max_age, out);
+}
+
+static int hex_val(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int ap_token_verify_hex(const struct ap_token_keyring *kr, struct ap_span text, int64_t now,
+                        int64_t max_age, struct ap_token *out)
+{
+    uint8_t bin[AP_TOKEN_MAX_BIN];
+    if (text.len == 0 || text.len % 2 || text.len / 2 > sizeof(bin))
+        return AP_EINVAL;
+    for (size_t i = 0; i < text.len; i += 2) {
+        int hi = hex_val(text.p[i]), lo = hex_val(text.p[i + 1]);
+        if (hi < 0 || lo < 0)
+            return AP_EINVAL;
+        bin[i / 2] = (uint8_t)(hi << 4 | lo);
+    }
+    return verify_bin(kr, bin, (int)(text.len / 2), now, max_age, out);
 }
 
 /* ---- key ring ------------------------------------------------------------------------------ */

@@ -46,9 +46,14 @@
 #define AP_TOKEN_TTL_IMP 3600                /* default lifetimes by event type (seconds) */
 #define AP_TOKEN_TTL_VIEW 3600
 #define AP_TOKEN_TTL_CLICK (24 * 3600)
+#define AP_TOKEN_TTL_CONV (30 * 24 * 3600) /* attribution window: a click id this old converts */
+#define AP_TOKEN_MAX_HEX (2 * AP_TOKEN_MAX_BIN + 1) /* longest hex token, NUL included */
 #define AP_TOKEN_MAX_SKEW 300 /* a token "issued" this far in the future is still accepted */
 
-enum ap_token_type { AP_TOKEN_IMP = 1, AP_TOKEN_VIEW = 2, AP_TOKEN_CLICK = 3 };
+/* AP_TOKEN_CONV: a click id, signed when a click is accepted (issued_at = the click's time) and
+ * handed to the advertiser through the landing URL's {click_id} macro, in lower-case hex; the
+ * conversion endpoint verifies it, so no click table is needed. */
+enum ap_token_type { AP_TOKEN_IMP = 1, AP_TOKEN_VIEW = 2, AP_TOKEN_CLICK = 3, AP_TOKEN_CONV = 4 };
 
 #define AP_TOKEN_F_GDPR 0x01u            /* GDPR applied to the request */
 #define AP_TOKEN_F_STORAGE 0x02u         /* storage consent */
@@ -91,6 +96,13 @@ int ap_token_sign(const struct ap_token_keyring *kr, struct ap_token *t, char *o
  * thread; constant time in the MAC comparison. */
 int ap_token_verify(const struct ap_token_keyring *kr, struct ap_span text, int64_t now,
                     int64_t max_age, struct ap_token *t);
+
+/* The same in lower-case hex (click ids): out[cap], AP_TOKEN_MAX_HEX always suffices; verify
+ * accepts lower-case hex only (canonical), with the checks and errors of ap_token_verify. */
+int ap_token_sign_hex(const struct ap_token_keyring *kr, struct ap_token *t, char *out,
+                      size_t cap);
+int ap_token_verify_hex(const struct ap_token_keyring *kr, struct ap_span text, int64_t now,
+                        int64_t max_age, struct ap_token *t);
 
 /* The default max_age for an event type (AP_TOKEN_TTL_*), 0 for an unknown type. */
 int64_t ap_token_ttl(enum ap_token_type type);

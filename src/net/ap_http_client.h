@@ -79,6 +79,15 @@ int ap_hc_inflight(const struct ap_hc *c);
 /* Breaker settings for all targets (main thread, before the workers start). */
 void ap_hc_configure(int breaker_failures, int breaker_open_ms);
 
+/* Connection pool sizes of the clients created after this call (main thread, before the
+ * workers start): at most max_host_connections connections per host and worker (0 = no
+ * limit; requests beyond it wait in curl's queue, their timeout running), at most max_connects
+ * idle connections kept alive per worker. A negative max_host_connections, a max_connects <= 0
+ * keeps the current value. */
+#define AP_HC_DEFAULT_MAX_HOST_CONNECTIONS 1024
+#define AP_HC_DEFAULT_MAX_CONNECTS 1024
+void ap_hc_configure_pool(int max_host_connections, int max_connects);
+
 #define AP_HC_LATENCY_BUCKETS 12 /* upper bounds ap_hc_latency_bounds_ms[], then +Inf */
 extern const double ap_hc_latency_bounds_ms[AP_HC_LATENCY_BUCKETS - 1];
 
@@ -92,5 +101,14 @@ struct ap_hc_target_stats {
 
 /* Sums a target's counters over every worker's client. Any thread. */
 void ap_hc_target_stats(int target, struct ap_hc_target_stats *out);
+
+/* Appends Prometheus text for every target that has seen a request or a refusal:
+ * adplatform_partner_requests_total{partner="<target>"}, _responses_total{class="2xx|other"},
+ * _timeouts_total, _errors_total, _refused_total{reason="qps|breaker"},
+ * _request_duration_seconds (histogram), _breaker_state (0 closed, 1 open, 2 half-open).
+ * Target 0 (untracked: notices) is labelled partner="0". 0, or AP_ELIMIT/AP_ENOMEM from the
+ * buffer. Any thread. */
+struct ap_buf;
+int ap_hc_metrics_render(struct ap_buf *out);
 
 #endif

@@ -98,6 +98,8 @@ static int epoll_dispatch(struct ap_loop *loop, int timeout_ms)
         int e = 0;
         if (evs[i].events & (EPOLLIN | EPOLLRDHUP))
             e |= AP_LOOP_READ;
+        if (evs[i].events & EPOLLRDHUP)
+            e |= AP_LOOP_RDHUP;
         if (evs[i].events & EPOLLOUT)
             e |= AP_LOOP_WRITE;
         if (evs[i].events & (EPOLLERR | EPOLLHUP))
@@ -386,16 +388,6 @@ void ap_loop_buf_recycle(struct ap_loop *loop, unsigned bid)
 
 /* ---------------------------------------------------------------- init */
 
-static enum ap_loop_backend env_backend(void)
-{
-    const char *v = getenv("ADPLATFORM_IO_BACKEND");
-    if (v && !strcmp(v, "epoll"))
-        return AP_LOOP_EPOLL;
-    if (v && !strcmp(v, "uring"))
-        return AP_LOOP_URING;
-    return AP_LOOP_AUTO;
-}
-
 int ap_loop_init(struct ap_loop *loop, ap_loop_wake_cb wake_cb, void *wake_data)
 {
     return ap_loop_init_backend(loop, AP_LOOP_AUTO, wake_cb, wake_data);
@@ -431,8 +423,6 @@ int ap_loop_init_backend(struct ap_loop *loop, enum ap_loop_backend backend,
         close(loop->epfd);
         return rc;
     }
-    if (backend == AP_LOOP_AUTO)
-        backend = env_backend();
     if (backend != AP_LOOP_EPOLL) {
         int err = uring_init(loop);
         if (err == 0) {

@@ -10,10 +10,8 @@
  *     in the ring: only an iteration with readiness events adds an epoll_wait(…, 0).
  *   - AP_LOOP_EPOLL (fallback): epoll, edge-triggered. The completion operations are not
  *     available (they return AP_EINVAL); callers check ap_loop_backend().
- * AP_LOOP_AUTO picks uring when the kernel allows it (Linux >= 6.1, io_uring not disabled by
- * sysctl or seccomp) and falls back to epoll with a warning otherwise. The environment variable
- * ADPLATFORM_IO_BACKEND=epoll|uring overrides AP_LOOP_AUTO (a debugging aid, like libuv's
- * UV_USE_IO_URING).
+ * AP_LOOP_AUTO and AP_LOOP_URING use uring when the kernel allows it (Linux >= 6.1, io_uring not
+ * disabled by sysctl or seccomp) and fall back to epoll with a warning otherwise.
  *
  * Threads: one loop belongs to one thread. ap_loop_init() and ap_loop_destroy() may run on
  * another thread (the creator) while the loop is not running, and the creator may also register
@@ -41,7 +39,10 @@
 #define AP_LOOP_URING_BUFS 1024     /* provided receive buffers per loop (a power of two) */
 #define AP_LOOP_URING_BUF_SIZE 4096 /* bytes per provided buffer */
 
-enum { AP_LOOP_READ = 1, AP_LOOP_WRITE = 2, AP_LOOP_ERROR = 4 };
+/* Readiness events. AP_LOOP_RDHUP (reported with AP_LOOP_READ, never asked for): the peer
+ * closed its side; edge-triggered, so a reader that stops at a short read must go on to the
+ * end of stream, or it would never hear of it. */
+enum { AP_LOOP_READ = 1, AP_LOOP_WRITE = 2, AP_LOOP_ERROR = 4, AP_LOOP_RDHUP = 8 };
 
 enum ap_loop_backend { AP_LOOP_AUTO = 0, AP_LOOP_EPOLL = 1, AP_LOOP_URING = 2 };
 

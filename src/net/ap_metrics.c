@@ -1,4 +1,5 @@
 #include "ap_metrics.h"
+#include "ap_http_client.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -128,5 +129,6 @@ int ap_metrics_render(struct ap_buf *out, struct ap_server *const *servers, int 
                     (unsigned long long)gauge_value(ap_server_metrics(servers[i], w),
                                                     (enum gauge)g));
     }
+    rc |= ap_hc_metrics_render(out); /* outbound requests per demand partner (ap_http_client) */
     return rc ? AP_ELIMIT : AP_OK;
 }

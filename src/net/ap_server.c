@@ -16,8 +16,10 @@
  * and the timeout lists.
  */
 #include "ap_server.h"
+#include "ap_http_client.h"
 
 #include <errno.h>
+#include <linux/filter.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -72,6 +74,7 @@ struct ap_http_conn {
     struct ap_http_exchange x;
     bool close_after; /* close once the output is written */
     bool peer_eof;    /* read returned 0 */
+    bool peer_hup;    /* epoll: the peer's FIN was reported; read on to the end of stream */
     bool in_deferred; /* a handler answers later */
     bool in_progress; /* inside process_input (re-entrancy guard) */
     bool input_held;  /* process_input stopped for back-pressure with input left */
@@ -110,6 +113,7 @@ struct ap_worker {
     int max_conns;
     bool draining;
     uint64_t drain_deadline_ns;
+    uint64_t listen_close_ns; /* draining: when the listener stops taking handshakes in flight */
     time_t date_sec;
     char date[30];
     uint64_t access_counter;
@@ -130,6 +134,9 @@ struct ap_server {
     _Atomic unsigned max_header_count;
     _Atomic int header_timeout_ms, idle_timeout_ms, access_log_sample;
 };
+
+/* Draining: how long the listener still takes the handshakes under way (refuse_new_handshakes). */
+#define LISTEN_GRACE_MS 100
 
 /* Input received while a deferred request pins `in` is stashed; past this, reading stops. */
 #define STASH_SOFT_LIMIT (64 * 1024)
@@ -440,7 +447,8 @@ static void conn_open(struct ap_worker *w, int fd)
     c->prev = c->next = NULL;
     c->req_start = 0;
     c->out_off = c->send_off = 0;
-    c->close_after = c->peer_eof = c->in_deferred = c->in_progress = c->input_held = false;
+    c->close_after = c->peer_eof = c->peer_hup = false;
+    c->in_deferred = c->in_progress = c->input_held = false;
     c->recv_armed = c->recv_cancelling = c->send_armed = false;
     c->out.cap = s->cfg.max_response ? s->cfg.max_response : 16 * 1024 * 1024;
     c->sending.cap = c->out.cap;
@@ -1074,7 +1082,7 @@ static void conn_read(struct ap_http_conn *c)
             process_input(c);
             if (c->state != CONN_OPEN)
                 return;
-            if ((size_t)n < space)
+            if ((size_t)n < space && !c->peer_hup)
                 return; /* drained: the next edge tells us about more */
             continue;
         }
@@ -1105,6 +1113,10 @@ static void conn_on_io(struct ap_loop *loop, struct ap_loop_io *io, int events)
         linger_read(c);
         return;
     }
+    /* The FIN may come with the last bytes of a request: that edge is the only one, so the
+     * read that gets those bytes must go on to the end of stream. */
+    if (events & AP_LOOP_RDHUP)
+        c->peer_hup = true;
     if (events & AP_LOOP_READ)
         conn_read(c);
     if (c->state == CONN_OPEN && out_pending(c) > 0)
@@ -1223,6 +1235,30 @@ static void on_accept_retry(struct ap_loop *loop, struct ap_loop_timer *t)
 
 /* ---------------------------------------------------------------- timers and draining */
 
+/* Draining, step 1: new connection attempts (a SYN without ACK) are dropped by a socket filter
+ * on the listener, while handshakes already under way complete and are accepted as usual. The
+ * listener closes LISTEN_GRACE_MS later (step 2, stop_listening). Closing it at once
+ * would reset every connection the kernel completed between our last accept and the close: the
+ * client has sent its request and sees a reset. A dropped SYN is retried by the client after
+ * its retransmission timeout, by when the port is closed: the client is refused, cleanly.
+ * (A TCP socket's filter sees the TCP header at offset 0; byte 13 holds the flags.) */
+static void refuse_new_handshakes(struct ap_worker *w)
+{
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),       /* SYN | ACK */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1), /* SYN alone? */
+        BPF_STMT(BPF_RET | BPF_K, 0),                    /* drop */
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),          /* keep the whole packet */
+    };
+    struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+    if (w->lfd >= 0 && setsockopt(w->lfd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0)
+        ap_log_warn("drain: cannot filter new connections (%s): closing the listener at once",
+                    strerror(errno));
+    else
+        w->listen_close_ns = w->loop.now_ns + (uint64_t)LISTEN_GRACE_MS * AP_NS_PER_MS;
+}
+
 static void stop_listening(struct ap_worker *w)
 {
     if (!w->listening)
@@ -1302,11 +1338,17 @@ static void sweep(struct ap_loop *loop, struct ap_loop_timer *t)
     if (atomic_load(&s->draining) && !w->draining) {
         w->draining = true;
         w->drain_deadline_ns = now + (uint64_t)s->cfg.drain_timeout_ms * AP_NS_PER_MS;
-        stop_listening(w);
+        w->listen_close_ns = now;
+        refuse_new_handshakes(w);
     }
+    if (w->draining && w->listening &&
+        (now >= w->listen_close_ns || now + 20 * AP_NS_PER_MS >= w->drain_deadline_ns))
+        stop_listening(w);
     if (w->draining) {
         close_idle(w);
-        if (w->nconns == 0 || now >= w->drain_deadline_ns) {
+        /* uring: the listener closes once its cancelled accept reports back, serving what it
+         * still had queued; only then can the worker be done */
+        if ((w->nconns == 0 && w->lfd < 0) || now >= w->drain_deadline_ns) {
             ap_loop_stop(loop);
             return;
         }
@@ -1355,6 +1397,7 @@ static void *worker_main(void *arg)
     }
     ap_loop_run(&w->loop);
     worker_finish(w);
+    ap_hc_worker_shutdown(); /* this worker's outbound HTTP client, if it made one */
     return NULL;
 }
 

@@ -175,6 +175,8 @@ int ap_consent_usp_parse(struct ap_span s, struct ap_consent_usp *out)
 void ap_consent_apply_usp(struct ap_span usp, struct ap_serve_ctx *ctx)
 {
     struct ap_consent_usp u;
-    if (ap_consent_usp_parse(usp, &u) == AP_OK && u.opt_out_sale == 'Y')
+    if (ap_consent_usp_parse(usp, &u) == AP_OK && u.opt_out_sale == 'Y') {
+        ctx->storage_allowed = false;
         ctx->personalisation_allowed = false;
+    }
 }

@@ -14,7 +14,8 @@
  *
  * Policy (struct ap_serve_ctx documents it): when GDPR applies, storage needs purpose 1 and
  * personalisation purposes 3 and 4; a missing or unparsable TC string means no consent. A US
- * Privacy opt-out of sale turns personalisation off (ap_consent_apply_usp).
+ * Privacy opt-out of sale turns storage and personalisation off, as GDPR without consent does
+ * (ap_consent_apply_usp).
  *
  * Everything here is pure: no state, no allocation; any thread.
  */
@@ -67,8 +68,10 @@ struct ap_consent_usp {
  * not Y/N/-). */
 int ap_consent_usp_parse(struct ap_span s, struct ap_consent_usp *out);
 
-/* Applies a US Privacy string to ctx: an opt-out of sale ('Y') turns personalisation off. An
- * empty or invalid string changes nothing. Pure. */
+/* Applies a US Privacy string to ctx: an opt-out of sale ('Y') is treated like GDPR without
+ * consent: storage off (no cookie, no user key, so frequency caps fall back to their
+ * non-personal mode) and personalisation off (no behavioural targeting). An empty or invalid
+ * string changes nothing. Pure. */
 void ap_consent_apply_usp(struct ap_span usp, struct ap_serve_ctx *ctx);
 
 #endif

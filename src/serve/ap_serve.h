@@ -30,6 +30,8 @@
 #include "../store/ap_schema.h"
 #include "ap_context.h"
 
+struct ap_http_exchange;
+
 #define AP_SERVE_MAX_PLACEMENTS 20        /* per decision request (400 past it) */
 #define AP_SERVE_MAX_COUNT 10             /* ads per placement per request */
 #define AP_SERVE_MAX_CAMPAIGNS (1u << 20) /* delivery slots */
@@ -99,6 +101,24 @@ void ap_serve_delivery_sweep_all(struct ap_serve_delivery *d, int64_t now);
  * or shutdown. AP_OK or an I/O error. */
 int ap_serve_delivery_save(struct ap_serve_delivery *d);
 
+/* Billed spend fed by the aggregator (src/events/ap_agg.h). Once fed, budgets and pacing use
+ * billed spend + the cost of what was served since as_of_ms - AP_SERVE_FEED_SLACK_MS (served but
+ * not billed yet: in flight), instead of counting served impressions alone; campaigns absent
+ * from a call keep their last figures. local_day: the advertiser-local day number (days since
+ * 1970-01-01) of today_micros. Any thread (the aggregator's). */
+#define AP_SERVE_FEED_SLACK_MS 2000 /* beacons normally arrive within this after the decision */
+#define AP_SERVE_FEED_WINDOW 16     /* seconds of served cost kept per campaign for in-flight */
+struct ap_serve_spend {
+    int64_t campaign_id;
+    int32_t local_day;
+    int64_t today_micros, lifetime_micros;
+};
+void ap_serve_delivery_set_spend(struct ap_serve_delivery *d, const struct ap_serve_spend *s,
+                                 size_t n, int64_t as_of_ms);
+/* The same on the daemon's delivery state (the one ap_serve_start created; no-op before it or
+ * after ap_serve_stop). */
+void ap_serve_set_spend(const struct ap_serve_spend *s, size_t n, int64_t as_of_ms);
+
 /* Spend and events fed from outside (the events pipeline, later). Any thread. */
 void ap_serve_delivery_add_click(struct ap_serve_delivery *d, const struct ap_serve_snapshot *s,
                                  int64_t campaign_id);
@@ -161,6 +181,7 @@ struct ap_serve_options {
     int threads;                 /* data-plane workers */
     const char *trusted_proxies; /* comma-separated CIDRs whose X-Forwarded-For is honoured */
     uint32_t fcap_sets;          /* 0: default */
+    struct ap_evlog *evlog;      /* decisions are logged here, best effort (NULL: not logged) */
 };
 
 /* Starts the module: token keys (<data_dir>/keys/token.key, created on first start), delivery
@@ -192,5 +213,47 @@ void ap_serve_record_click(int64_t campaign_id);
 
 /* The serving snapshot's store version (0 before the first), for tests and /metrics. */
 int64_t ap_serve_current_version(void);
+
+/* ---- our campaigns as a bidder in OpenRTB auctions (src/rtb) --------------------------------- */
+
+#define AP_SERVE_RTB_MAX_SIZES 16
+
+/* The request context as an OpenRTB request gives it (spans live for the request). */
+struct ap_serve_rtb_in {
+    struct ap_span ip, ua, page_url, referrer, tcf, user_key;
+    bool gdpr;
+    bool no_personal; /* COPPA or LMT: no user key, no storage, no personalisation */
+};
+
+struct ap_serve_rtb_imp {
+    int64_t placement_id;
+    int nsizes; /* accepted banner sizes; 0 = any size the placement takes */
+    uint16_t w[AP_SERVE_RTB_MAX_SIZES], h[AP_SERVE_RTB_MAX_SIZES];
+    int64_t floor_micros; /* CPM floor in our currency; 0 = none */
+};
+
+struct ap_serve_rtb_bid {
+    bool ok; /* false: no bid for this imp */
+    int64_t ad_id, campaign_id, advertiser_id, creative_id, placement_id, publisher_id;
+    int64_t price_micros; /* CPM */
+    uint16_t w, h;
+    uint64_t user_hash;     /* for the frequency caps at commit (0 = none) */
+    struct ap_span adm;     /* markup with our impression pixel (arena) */
+    struct ap_span imp_url; /* our impression beacon URL (arena) */
+    struct ap_span click_url;
+    struct ap_span adomain; /* landing host ("" if none) */
+};
+
+/* Decides, without counting anything, one bid per imp for our campaigns (dry run; pacing gate
+ * applied), builds the markup and signed tracking URLs into arena. out[i].ok says whether imp
+ * i got a bid. AP_OK, AP_EAGAIN (no snapshot yet), AP_ENOMEM. Unknown placements are simply no
+ * bid. Worker thread of x (takes the RCU read lock itself). */
+int ap_serve_rtb_decide(struct ap_http_exchange *x, const struct ap_serve_rtb_in *in,
+                        const struct ap_serve_rtb_imp *imps, int n, struct ap_arena *arena,
+                        struct ap_serve_rtb_bid *out);
+
+/* The bid won its auction: counts it as served (spend at price_micros, frequency caps). Worker
+ * threads. */
+void ap_serve_rtb_commit(const struct ap_serve_rtb_bid *b);
 
 #endif

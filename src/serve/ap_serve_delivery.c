@@ -9,6 +9,14 @@
  * (the delivery thread prepares tomorrow's cell a second ahead). Until the events pipeline
  * feeds billed spend, spend = served impressions x eCPM / 1000 (in 1/1000 micro-units, exact).
  *
+ * Billed spend (ap_serve_delivery_set_spend, from the aggregator): once fed, a campaign's spend
+ * is what the aggregator billed (authoritative: it reads the durable event log) plus the cost
+ * of what was served since shortly before the aggregator's as-of time (in flight: served, its
+ * beacon not yet counted), kept per campaign in AP_SERVE_FEED_WINDOW one-second buckets. So
+ * delivery stops promptly when a budget is reached, and unrendered ads stop counting against it
+ * once the aggregator has caught up. An aggregator lagging more than the window undercounts the
+ * in-flight part; billing itself still never exceeds a budget.
+ *
  * Pacing (even): every second the delivery thread sets each campaign's pass probability to
  * (remaining daily budget / seconds left in the advertiser's day) / (smoothed rate at which the
  * campaign reaches the pacing gate x cost). asap campaigns are never throttled.
@@ -35,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../core/ap_error.h"
@@ -50,8 +59,20 @@ struct fcap_way {
     _Atomic uint64_t b[FCAP_BUCKETS]; /* slot number + 1 (high 32) | count (low 32) */
 };
 
+/* Billed spend per slot (set by the aggregator) and served cost per second (in flight). */
+struct feed_slot {
+    _Atomic int64_t billed_day, billed_life; /* micros */
+    _Atomic int32_t billed_daynum;           /* the local day of billed_day */
+    _Atomic int32_t fed;                     /* 1 once the aggregator reported this campaign */
+    _Atomic uint64_t sec[AP_SERVE_FEED_WINDOW]; /* (second & 0xffffff) << 40 | cost milli */
+} __attribute__((aligned(64)));
+
+#define FEED_COST_MASK ((1ull << 40) - 1)
+
 struct ap_serve_delivery {
     struct ap_serve_dslot *slots; /* AP_SERVE_MAX_CAMPAIGNS, mmap (untouched pages cost nothing) */
+    struct feed_slot *feed;       /* parallel to slots, mmap likewise */
+    _Atomic int64_t feed_as_of_ms; /* 0: never fed: spend = served counters alone */
     _Atomic uint32_t nslots;
     /* campaign id -> slot, builder thread only */
     uint32_t map_cap, map_n;
@@ -155,16 +176,133 @@ static int64_t day_spent(const struct ap_serve_dslot *sl, int32_t day)
                : 0;
 }
 
+static int64_t now_sec_coarse(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+/* Adds served cost (milli) to the current second's bucket. */
+static void inflight_add(struct feed_slot *f, int64_t sec, int64_t cost_milli)
+{
+    if (cost_milli <= 0)
+        return;
+    uint64_t tag = (uint64_t)sec & 0xffffffu;
+    _Atomic uint64_t *b = &f->sec[(uint64_t)sec % AP_SERVE_FEED_WINDOW];
+    uint64_t v = atomic_load_explicit(b, RLX), nv;
+    do {
+        uint64_t cost = (v >> 40) == tag ? (v & FEED_COST_MASK) : 0;
+        cost += (uint64_t)cost_milli;
+        if (cost > FEED_COST_MASK)
+            cost = FEED_COST_MASK;
+        nv = tag << 40 | cost;
+    } while (!atomic_compare_exchange_weak_explicit(b, &v, nv, RLX, RLX));
+}
+
+/* Served cost (milli) in the seconds [from, now]. */
+static int64_t inflight_since(const struct feed_slot *f, int64_t from, int64_t now)
+{
+    if (from < now - (AP_SERVE_FEED_WINDOW - 1))
+        from = now - (AP_SERVE_FEED_WINDOW - 1);
+    int64_t total = 0;
+    for (int64_t t = from; t <= now; t++) {
+        uint64_t v = atomic_load_explicit(&f->sec[(uint64_t)t % AP_SERVE_FEED_WINDOW], RLX);
+        if ((v >> 40) == ((uint64_t)t & 0xffffffu))
+            total += (int64_t)(v & FEED_COST_MASK);
+    }
+    return total;
+}
+
+/* A campaign's spend in milli-micros (today on local day `day`, lifetime): billed + in flight
+ * once the aggregator feeds (its first report covers every campaign it ever billed: one it did
+ * not report has billed nothing), else the served counters. */
+static void spent_milli(struct ap_serve_delivery *d, uint32_t slot, int32_t day, int64_t now,
+                        int64_t *today, int64_t *life)
+{
+    const struct ap_serve_dslot *sl = &d->slots[slot];
+    const struct feed_slot *f = &d->feed[slot];
+    int64_t as_of = atomic_load_explicit(&d->feed_as_of_ms, memory_order_acquire);
+    if (!as_of) { /* the aggregator has not reported yet */
+        *today = day_spent(sl, day);
+        *life = atomic_load_explicit(&sl->spent_life, RLX);
+        return;
+    }
+    int64_t from = (as_of - AP_SERVE_FEED_SLACK_MS) / 1000;
+    int64_t infl = inflight_since(f, from, now);
+    int64_t bday = atomic_load_explicit(&f->billed_daynum, RLX) == day
+                       ? atomic_load_explicit(&f->billed_day, RLX)
+                       : 0;
+    *today = bday * 1000 + infl;
+    *life = atomic_load_explicit(&f->billed_life, RLX) * 1000 + infl;
+}
+
 bool ap__serve_budget_ok(struct ap_serve_delivery *d, const struct ap_serve_campaign *c,
                          int32_t local_day)
 {
-    const struct ap_serve_dslot *sl = &d->slots[c->slot];
-    if (c->budget_lifetime >= 0 &&
-        atomic_load_explicit(&sl->spent_life, RLX) + c->cost_milli > c->budget_lifetime * 1000)
+    if (c->budget_lifetime < 0 && c->budget_daily < 0)
+        return true;
+    int64_t today, life;
+    spent_milli(d, c->slot, local_day, now_sec_coarse(), &today, &life);
+    if (c->budget_lifetime >= 0 && life + c->cost_milli > c->budget_lifetime * 1000)
         return false;
-    if (c->budget_daily >= 0 && day_spent(sl, local_day) + c->cost_milli > c->budget_daily * 1000)
+    if (c->budget_daily >= 0 && today + c->cost_milli > c->budget_daily * 1000)
         return false;
     return true;
+}
+
+void ap_serve_delivery_set_spend(struct ap_serve_delivery *d, const struct ap_serve_spend *s,
+                                 size_t n, int64_t as_of_ms)
+{
+    if (n) {
+        /* the builder's id -> slot map is not for other threads: scan the published slots */
+        uint32_t ns = atomic_load_explicit(&d->nslots, memory_order_acquire);
+        bool sorted = true;
+        for (size_t k = 1; k < n && sorted; k++)
+            sorted = s[k - 1].campaign_id < s[k].campaign_id;
+        for (uint32_t i = 0; i < ns; i++) {
+            int64_t id = atomic_load_explicit(&d->slots[i].campaign_id, RLX);
+            size_t lo = 0, hi = n;
+            const struct ap_serve_spend *hit = NULL;
+            if (n <= 8) {
+                for (size_t k = 0; k < n && !hit; k++)
+                    if (s[k].campaign_id == id)
+                        hit = &s[k];
+            } else {
+                /* sorted by campaign id: binary search, else linear */
+                while (sorted && lo < hi) {
+                    size_t mid = lo + (hi - lo) / 2;
+                    if (s[mid].campaign_id < id)
+                        lo = mid + 1;
+                    else
+                        hi = mid;
+                }
+                if (sorted && lo < n && s[lo].campaign_id == id)
+                    hit = &s[lo];
+                for (size_t k = 0; !sorted && k < n && !hit; k++)
+                    if (s[k].campaign_id == id)
+                        hit = &s[k];
+            }
+            if (!hit)
+                continue;
+            struct feed_slot *f = &d->feed[i];
+            atomic_store_explicit(&f->billed_day, hit->today_micros, RLX);
+            atomic_store_explicit(&f->billed_daynum, hit->local_day, RLX);
+            atomic_store_explicit(&f->billed_life, hit->lifetime_micros, RLX);
+            atomic_store_explicit(&f->fed, 1, RLX);
+        }
+    }
+    if (as_of_ms > atomic_load_explicit(&d->feed_as_of_ms, RLX))
+        atomic_store_explicit(&d->feed_as_of_ms, as_of_ms, memory_order_release);
+}
+
+static _Atomic(struct ap_serve_delivery *) g_daemon_delivery;
+
+void ap_serve_set_spend(const struct ap_serve_spend *s, size_t n, int64_t as_of_ms)
+{
+    struct ap_serve_delivery *d = atomic_load_explicit(&g_daemon_delivery, memory_order_acquire);
+    if (d)
+        ap_serve_delivery_set_spend(d, s, n, as_of_ms);
 }
 
 bool ap__serve_goal_ok(struct ap_serve_delivery *d, const struct ap_serve_campaign *c)
@@ -204,6 +342,7 @@ void ap__serve_count_serve(struct ap_serve_delivery *d, const struct ap_serve_ca
     atomic_fetch_add_explicit(&sl->spent_day[p], c->cost_milli, RLX);
     atomic_fetch_add_explicit(&sl->spent_life, c->cost_milli, RLX);
     atomic_fetch_add_explicit(&sl->imps, 1, RLX);
+    inflight_add(&d->feed[c->slot], now_sec_coarse(), c->cost_milli);
 }
 
 void ap_serve_delivery_add_click(struct ap_serve_delivery *d, const struct ap_serve_snapshot *s,
@@ -407,7 +546,9 @@ void ap_serve_delivery_tick(struct ap_serve_delivery *d, const struct ap_serve_s
         sl->offer_rate = sl->offer_rate <= 0 ? inst : 0.8 * sl->offer_rate + 0.2 * inst;
         sl->prev_tick_ns = mono_ns;
         sl->prev_offers = offers;
-        double remaining = (double)(c->budget_daily * 1000 - day_spent(sl, (int32_t)day));
+        int64_t today, life;
+        spent_milli(d, c->slot, (int32_t)day, now, &today, &life);
+        double remaining = (double)(c->budget_daily * 1000 - today);
         double p = 1.0;
         if (remaining <= 0) {
             p = 0;
@@ -441,8 +582,10 @@ int ap_serve_delivery_counters(struct ap_serve_delivery *d, const struct ap_serv
         int64_t local =
             now + ap__serve_zone_offset(&s->zones[s->advertisers[c->advertiser].tz], now);
         int64_t day = local >= 0 ? local / 86400 : (local - 86399) / 86400;
-        out->spent_today_micros = day_spent(sl, (int32_t)day) / 1000;
-        out->spent_lifetime_micros = atomic_load_explicit(&sl->spent_life, RLX) / 1000;
+        int64_t today, life;
+        spent_milli(d, c->slot, (int32_t)day, now, &today, &life);
+        out->spent_today_micros = today / 1000;
+        out->spent_lifetime_micros = life / 1000;
         out->impressions = atomic_load_explicit(&sl->imps, RLX);
         out->clicks = atomic_load_explicit(&sl->clicks, RLX);
         out->throttle = (double)atomic_load_explicit(&sl->throttle, RLX) / 4294967295.0;
@@ -575,11 +718,16 @@ struct ap_serve_delivery *ap_serve_delivery_create(const struct ap_serve_deliver
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     d->ways = mmap(NULL, ways_bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (d->slots == MAP_FAILED || d->ways == MAP_FAILED) {
+    size_t feed_bytes = (size_t)AP_SERVE_MAX_CAMPAIGNS * sizeof(struct feed_slot);
+    d->feed = mmap(NULL, feed_bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (d->slots == MAP_FAILED || d->ways == MAP_FAILED || d->feed == MAP_FAILED) {
         if (d->slots != MAP_FAILED)
             munmap(d->slots, slots_bytes);
         if (d->ways != MAP_FAILED)
             munmap(d->ways, ways_bytes);
+        if (d->feed != MAP_FAILED)
+            munmap(d->feed, feed_bytes);
         free(d);
         return NULL;
     }
@@ -591,6 +739,8 @@ struct ap_serve_delivery *ap_serve_delivery_create(const struct ap_serve_deliver
             ap_log_warn("serve: delivery state %s unreadable (%s): starting empty", d->state_path,
                         ap_strerror(rc));
     }
+    if (opt && opt->state_path) /* the daemon's: ap_serve_set_spend feeds this one */
+        atomic_store_explicit(&g_daemon_delivery, d, memory_order_release);
     *err = AP_OK;
     return d;
 }
@@ -599,7 +749,10 @@ void ap_serve_delivery_destroy(struct ap_serve_delivery *d)
 {
     if (!d)
         return;
+    struct ap_serve_delivery *mine = d;
+    atomic_compare_exchange_strong(&g_daemon_delivery, &mine, NULL);
     munmap(d->slots, (size_t)AP_SERVE_MAX_CAMPAIGNS * sizeof(struct ap_serve_dslot));
+    munmap(d->feed, (size_t)AP_SERVE_MAX_CAMPAIGNS * sizeof(struct feed_slot));
     munmap(d->ways, (size_t)d->nsets * AP_SERVE_FCAP_WAYS * sizeof(struct fcap_way));
     free(d->map_k);
     free(d->map_v);

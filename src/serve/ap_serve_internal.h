@@ -283,4 +283,27 @@ bool ap__serve_fcap_ok(struct ap_serve_delivery *d, const struct ap_serve_snapsh
 bool ap__serve_fcap_take(struct ap_serve_delivery *d, const struct ap_serve_snapshot *s,
                          const struct ap_serve_ad *ad, uint64_t user_hash, int64_t now);
 
+/* ---- the decision request body (ap_serve_http.c) ----------------------------------------------
+ * What POST /v1/decision reads from its body, exposed for the fuzz target
+ * (tests/fuzz/fuzz_decision.c) and tests. Spans point into the body or, for strings with
+ * escapes, into the arena. */
+struct ap__serve_decision_req {
+    struct ap_serve_slot_req slots[AP_SERVE_MAX_PLACEMENTS];
+    struct ap_span divs[AP_SERVE_MAX_PLACEMENTS]; /* never empty: the placement id by default */
+    int nslots;                                   /* 1..AP_SERVE_MAX_PLACEMENTS when AP_OK */
+    struct ap_span user_key, url, referrer, ip, ua, tcf, usp;
+    bool gdpr, exclusive;
+    struct ap_span keywords[AP_SERVE_CTX_MAX_KEYWORDS];
+    int nkeywords;
+    struct ap_span segments[AP_SERVE_CTX_MAX_SEGMENTS];
+    int nsegments;
+    const char *error; /* on AP_EINVAL: static text for the 400, or NULL if the JSON is bad */
+};
+
+/* Parses a decision request body of len bytes (no NUL needed, never read past len). AP_OK, or
+ * AP_EINVAL (out->error says why, NULL: not valid JSON). Pure apart from arena allocations; any
+ * thread. */
+int ap__serve_decision_parse(const char *body, size_t len, struct ap_arena *arena,
+                             struct ap__serve_decision_req *out);
+
 #endif

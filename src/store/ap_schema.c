@@ -1779,7 +1779,8 @@ static int jp_value(struct jp *j, int depth, json_t **out)
                 if ((rc = jp_string(j, &key, &klen)))
                     goto fail;
                 jp_ws(j);
-                if (j->p >= j->end || *j->p != ':') {
+                /* a repeated member name is refused, like JSON_REJECT_DUPLICATES */
+                if (j->p >= j->end || *j->p != ':' || json_object_getn(v, key, klen)) {
                     free(key);
                     rc = AP_ECORRUPT;
                     goto fail;

@@ -220,8 +220,8 @@ void ap_schema_dbval_free(struct ap_schema_dbval *v);
 char *ap_schema_json_dump(const json_t *v);
 
 /* Parses stored JSON text (an object or array, strict RFC 8259, "\u0000" allowed, at most 64
- * levels deep) into *out (new reference). AP_OK, AP_ENOMEM, or AP_ECORRUPT for text that is not
- * such JSON. Not json_loadb: under allocation failure jansson 2.14's parser reports syntax
+ * levels deep, no member name twice in one object) into *out (new reference). AP_OK, AP_ENOMEM,
+ * or AP_ECORRUPT for text that is not such JSON. Not json_loadb: under allocation failure jansson 2.14's parser reports syntax
  * errors or aborts (assert in lex_scan_string); this one only uses jansson's constructors. */
 int ap_schema_json_parse(const char *text, size_t len, json_t **out);
 

@@ -283,6 +283,17 @@ int ap_store_list(struct ap_store *st, enum ap_schema_res res, const struct ap_s
     return st->ops->list(st, res, q, actor, out, errs);
 }
 
+int ap_store_list_changed(struct ap_store *st, enum ap_schema_res res, int64_t since,
+                          json_t **out)
+{
+    if (!out)
+        return AP_EINVAL;
+    *out = NULL;
+    if (!st || !res_ok(res) || since < 0)
+        return AP_EINVAL;
+    return st->ops->list_changed(st, res, since, out);
+}
+
 int ap_store_update(struct ap_store *st, enum ap_schema_res res, int64_t id, const json_t *patch,
                     int64_t expected_version, const struct ap_store_actor *actor, json_t **out,
                     struct ap_schema_errors *errs)
@@ -640,11 +651,11 @@ int ap_store_session_create(struct ap_store *st, int64_t user_id, int64_t ttl_se
     return rc;
 }
 
-int ap_store_session_lookup(struct ap_store *st, const char *token, struct ap_store_user *user,
-                            int64_t *session_id)
+int ap_store_session_lookup_exp(struct ap_store *st, const char *token, struct ap_store_user *user,
+                                int64_t *session_id, int64_t *expires_at)
 {
     char hex[HASH_HEX];
-    int64_t dummy;
+    int64_t dummy_id, dummy_exp;
     if (!st || !user)
         return AP_EINVAL;
     memset(user, 0, sizeof(*user));
@@ -652,7 +663,14 @@ int ap_store_session_lookup(struct ap_store *st, const char *token, struct ap_st
         return AP_ENOTFOUND;
     token_hash(token, hex);
     return st->ops->session_find(st, hex, ap__store_now(st), user,
-                                 session_id ? session_id : &dummy);
+                                 session_id ? session_id : &dummy_id,
+                                 expires_at ? expires_at : &dummy_exp);
+}
+
+int ap_store_session_lookup(struct ap_store *st, const char *token, struct ap_store_user *user,
+                            int64_t *session_id)
+{
+    return ap_store_session_lookup_exp(st, token, user, session_id, NULL);
 }
 
 int ap_store_session_revoke(struct ap_store *st, const char *token,

@@ -176,6 +176,8 @@ struct ap_store_ops {
                const struct ap_store_actor *actor, json_t **out);
     int (*list)(struct ap_store *st, enum ap_schema_res res, const struct ap_store_list_query *q,
                 const struct ap_store_actor *actor, json_t **out, struct ap_schema_errors *errs);
+    int (*list_changed)(struct ap_store *st, enum ap_schema_res res, int64_t since,
+                        json_t **out);
     int (*update)(struct ap_store *st, enum ap_schema_res res, int64_t id, const json_t *patch,
                   int64_t expected_version, const struct ap_store_actor *actor, json_t **out,
                   struct ap_schema_errors *errs);
@@ -202,7 +204,7 @@ struct ap_store_ops {
                           int64_t expires_at, const struct ap_store_actor *actor,
                           int64_t *session_id);
     int (*session_find)(struct ap_store *st, const char *token_hash, int64_t now,
-                        struct ap_store_user *user, int64_t *session_id);
+                        struct ap_store_user *user, int64_t *session_id, int64_t *expires_at);
     int (*session_revoke)(struct ap_store *st, const char *token_hash,
                           const struct ap_store_actor *actor);
     int (*apikey_insert)(struct ap_store *st, int64_t user_id, const char *name,
@@ -299,6 +301,16 @@ int ap_store_list(struct ap_store *st, enum ap_schema_res res, const struct ap_s
                   const struct ap_store_actor *actor, json_t **out,
                   struct ap_schema_errors *errs);
 
+/* [builder] Every row of res (any status, no tenancy: the system's view) written by a
+ * transaction that saw the change feed (ap_store_version) at since or later, i.e. every row
+ * created, updated or archived since a reader saw version `since` (and possibly a few it had
+ * already seen). *out = a new JSON array of objects as ap_store_get returns them, by ascending
+ * id. Rows written before the change versions existed (schema 5) count as version 0. Meant for
+ * the snapshot builder's incremental read, inside ap_store_read_begin/end. AP_OK, AP_EINVAL (res
+ * out of range or since < 0), AP_ENOMEM, AP_EIO. */
+int ap_store_list_changed(struct ap_store *st, enum ap_schema_res res, int64_t since,
+                          json_t **out);
+
 /* [handle] Applies patch (JSON object; json fields are replaced whole). expected_version -1: no
  * check; else AP_ECONFLICT unless it equals the row's version (If-Match). A patch that changes
  * nothing writes nothing and returns the row as is. On success *out = the new object (version + 1).
@@ -362,6 +374,11 @@ int ap_store_session_create(struct ap_store *st, int64_t user_id, int64_t ttl_se
 int ap_store_session_lookup(struct ap_store *st, const char *token, struct ap_store_user *user,
                             int64_t *session_id);
 
+/* [handle] The same, also giving the session's expiry (Unix seconds) in *expires_at (may be
+ * NULL): for callers that cache the answer and must not outlive the session. */
+int ap_store_session_lookup_exp(struct ap_store *st, const char *token, struct ap_store_user *user,
+                                int64_t *session_id, int64_t *expires_at);
+
 /* [handle] Revokes the session of a plain-text token (logout). AP_ENOTFOUND if unknown; revoking
  * twice is a no-op. Audit "revoke" on resource "session". */
 int ap_store_session_revoke(struct ap_store *st, const char *token,
@@ -401,5 +418,194 @@ int ap_store_apikey_list(struct ap_store *st, int64_t user_id,
  * or null. Actions: create, update, archive, revoke. Filters in q are AND-ed; q may be NULL. */
 int ap_store_audit_list(struct ap_store *st, const struct ap_store_audit_query *q, json_t **out,
                         struct ap_schema_errors *errs);
+
+/* ---- rollups (ap_store_rollup.c) ------------------------------------------------------------
+ *
+ * The aggregator's tables (migration 4): hourly and daily (UTC day) rollups, the aggregator's log
+ * offset and counters, the seen-set of (impression id, event type), campaign billing accounts and
+ * carried fractions. They live in the same database file as the resources (reports join
+ * campaigns and placements for tenancy and site grouping) but are reached through their own
+ * handle, struct ap_store_rollup: one SQLite connection (WAL, busy timeout) that does not bump
+ * the change feed and writes no audit rows (events are not configuration).
+ *
+ * Threads: like struct ap_store, a handle is used by one thread at a time: the aggregator thread
+ * owns one; each control-plane thread answering reports opens its own. The aggregator is the
+ * only writer of these tables. Memory: nothing returned points into the handle except
+ * ap_store_rollup_errmsg. */
+
+struct ap_store_rollup;
+
+/* Metrics of a rollup row, indexed by enum ap_store_rollup_metric. */
+enum ap_store_rollup_metric {
+    AP_STORE_RM_DECISIONS = 0,
+    AP_STORE_RM_IMPRESSIONS,
+    AP_STORE_RM_VIEWABLE,
+    AP_STORE_RM_CLICKS,
+    AP_STORE_RM_CONVERSIONS,
+    AP_STORE_RM_CONVERSION_VALUE,
+    AP_STORE_RM_SPEND,
+    AP_STORE_RM_REVENUE,
+    AP_STORE_RM_UNBILLED,
+    AP_STORE_RM_BIDS,
+    AP_STORE_RM_WINS,
+    AP_STORE_RM_LOSSES,
+    AP_STORE_RM_BILLINGS,
+    AP_STORE_RM_RTB_REVENUE,
+    AP_STORE_RM_COUNT
+};
+
+/* [any] The metric's column name ("impressions", "spend_micros", ...). */
+const char *ap_store_rollup_metric_name(enum ap_store_rollup_metric m);
+
+/* The dimensions of a rollup row. hour: Unix seconds of the UTC hour. country: ISO alpha-2 or
+ * "" (NUL-terminated). */
+struct ap_store_rollup_key {
+    int64_t hour, campaign_id, ad_id, placement_id, publisher_id, partner_id;
+    char country[3];
+    uint8_t device; /* enum ap_serve_device */
+    uint8_t test;   /* 1: test traffic (never billed) */
+};
+
+/* The aggregator's checkpoint. */
+struct ap_store_agg_state {
+    uint64_t log_offset; /* log position after the last event folded in */
+    int64_t events;      /* events counted (duplicates excluded) */
+    int64_t duplicates;  /* repeated (impression id, type) dropped */
+    int64_t updated_at;  /* Unix s of the last commit */
+};
+
+/* A campaign's billing account as persisted (see struct ap_money_account). */
+struct ap_store_agg_account {
+    int64_t campaign_id, day, day_spent, life_spent, carry_milli, unbilled;
+};
+
+/* Kinds of carried fractions (agg_carries.kind). */
+enum ap_store_carry_kind {
+    AP_STORE_CARRY_PUBLISHER_SHARE = 1, /* owner: publisher id; revenue share remainder (ppm) */
+    AP_STORE_CARRY_PARTNER_CPM = 2      /* owner: partner id; RTB billing CPM remainder (milli) */
+};
+
+/* What the aggregator needs to bill a campaign. pricing: 0 CPM, 1 CPC, 2 CPA. */
+struct ap_store_billing_campaign {
+    int64_t id, advertiser_id;
+    int pricing;
+    int64_t price_micros;
+    int64_t budget_daily, budget_lifetime; /* micros, -1 when not set */
+    char timezone[64];                     /* the advertiser's IANA zone */
+};
+
+/* [any] Opens a rollup handle on the store's database file at path (which ap_store_open has
+ * migrated: AP_ENOTFOUND if the rollup tables are missing). AP_OK and *out, AP_EIO, AP_ENOMEM. */
+int ap_store_rollup_open(const char *path, struct ap_store_rollup **out);
+/* [handle] Closes and frees (NULL is fine). */
+void ap_store_rollup_close(struct ap_store_rollup *r);
+/* [handle] The last error message (never NULL). */
+const char *ap_store_rollup_errmsg(struct ap_store_rollup *r);
+
+/* [handle] The change feed (store_version), to know when to reload campaigns. */
+int ap_store_rollup_store_version(struct ap_store_rollup *r, int64_t *out);
+
+/* [handle] Calls fn for every campaign (any status: events of archived campaigns still bill)
+ * and for every publisher's revenue share (ppm). fn returns AP_OK to go on, else stops with that
+ * code. */
+int ap_store_rollup_campaigns(struct ap_store_rollup *r,
+                              int (*fn)(void *ud, const struct ap_store_billing_campaign *c),
+                              void *ud);
+int ap_store_rollup_publishers(struct ap_store_rollup *r,
+                               int (*fn)(void *ud, int64_t publisher_id, int64_t share_ppm),
+                               void *ud);
+
+/* [handle] Reads the checkpoint, every account and every carry (at start-up and after a failed
+ * batch). */
+int ap_store_agg_state_get(struct ap_store_rollup *r, struct ap_store_agg_state *out);
+int ap_store_agg_accounts(struct ap_store_rollup *r,
+                          int (*fn)(void *ud, const struct ap_store_agg_account *a), void *ud);
+int ap_store_agg_carries(struct ap_store_rollup *r,
+                         int (*fn)(void *ud, int kind, int64_t owner_id, int64_t carry),
+                         void *ud);
+
+/* [handle] A batch: begin (write lock), any number of seen / add / account / carry / prune
+ * calls, then state_put and commit; or rollback (always safe). Nothing is visible to readers
+ * before the commit, and everything is, together, after it. */
+int ap_store_rollup_begin(struct ap_store_rollup *r);
+/* Records (id, type) seen at `at` (Unix s); *dup = true if it was already recorded (nothing
+ * changes then). */
+int ap_store_rollup_seen(struct ap_store_rollup *r, const uint8_t id[16], int type, int64_t at,
+                         bool *dup);
+/* Adds vals (AP_STORE_RM_COUNT metrics) to the hourly row of k and to its daily row. */
+int ap_store_rollup_add(struct ap_store_rollup *r, const struct ap_store_rollup_key *k,
+                        const int64_t *vals);
+/* Adds vals to the per-campaign daily summary (day: Unix s of the UTC day). The caller sums
+ * what it passed to ap_store_rollup_add for the same day, campaign and test flag. */
+int ap_store_rollup_add_campaign_day(struct ap_store_rollup *r, int64_t day, int64_t campaign_id,
+                                     int test, const int64_t *vals);
+int ap_store_agg_account_put(struct ap_store_rollup *r, const struct ap_store_agg_account *a);
+int ap_store_agg_carry_put(struct ap_store_rollup *r, int kind, int64_t owner_id, int64_t carry);
+/* Deletes up to limit seen entries older than `before`; *deleted (may be NULL) says how many. */
+int ap_store_rollup_prune_seen(struct ap_store_rollup *r, int64_t before, int limit,
+                               int *deleted);
+int ap_store_agg_state_put(struct ap_store_rollup *r, const struct ap_store_agg_state *s);
+int ap_store_rollup_commit(struct ap_store_rollup *r);
+void ap_store_rollup_rollback(struct ap_store_rollup *r);
+
+/* Report dimensions (bit i = 1 << i). */
+enum ap_store_rollup_dim {
+    AP_STORE_DIM_CAMPAIGN = 0,
+    AP_STORE_DIM_AD,
+    AP_STORE_DIM_PLACEMENT,
+    AP_STORE_DIM_SITE,
+    AP_STORE_DIM_PUBLISHER,
+    AP_STORE_DIM_ADVERTISER,
+    AP_STORE_DIM_PARTNER,
+    AP_STORE_DIM_COUNTRY,
+    AP_STORE_DIM_DEVICE,
+    AP_STORE_DIM_COUNT
+};
+
+/* [any] "campaign", "ad", ... and the output column ("campaign_id", ..., "country", "device"). */
+const char *ap_store_rollup_dim_name(enum ap_store_rollup_dim d);
+const char *ap_store_rollup_dim_column(enum ap_store_rollup_dim d);
+
+#define AP_STORE_ROLLUP_MAX_IDS 1000 /* ids per filter */
+
+/* A report query over [from, to) (Unix s). daily: read rollup_daily (from and to must then be
+ * UTC midnights) instead of rollup_hourly; when only campaign and advertiser dimensions are
+ * grouped or filtered (and no publisher scope), the per-campaign daily summary. Filters: ids[d] / nids[d] for id dimensions (none =
+ * any). test: 0 real traffic only, 1 test only, 2 both. Scope (tenancy): restrict_advertisers /
+ * restrict_publishers limit rows to campaigns of those advertisers / those publishers. */
+struct ap_store_rollup_query {
+    int64_t from, to;
+    bool daily;
+    bool by_time;    /* group by hour (or day) too: the callback's t is then set */
+    unsigned groups; /* bit set of enum ap_store_rollup_dim */
+    const int64_t *ids[AP_STORE_DIM_COUNT];
+    size_t nids[AP_STORE_DIM_COUNT];
+    const char *const *countries; /* country filter (upper case alpha-2, "" = unknown) */
+    size_t ncountries;
+    int device; /* -1 any, else an enum ap_serve_device */
+    int test;
+    const int64_t *creative_ids; /* ads of these creatives */
+    size_t ncreative_ids;
+    bool restrict_advertisers, restrict_publishers;
+    const int64_t *scope_advertisers, *scope_publishers;
+    size_t nscope_advertisers, nscope_publishers;
+};
+
+/* One result row: t (hour or day start, when by_time), dims[d] for the grouped id dimensions,
+ * country / device when grouped, and the metrics. Rows are NOT merged: several rows may share
+ * a key (one per stored rollup row); the caller sums them (a hash merge is cheaper than
+ * SQLite's GROUP BY sorter). Borrowed for the callback. */
+struct ap_store_rollup_row {
+    int64_t t;
+    int64_t dims[AP_STORE_DIM_COUNT];
+    char country[3];
+    int device;
+    int64_t vals[AP_STORE_RM_COUNT];
+};
+
+/* [handle] Runs the query, calling fn per stored row (unordered, unmerged). AP_OK, AP_EINVAL
+ * (too many ids), the callback's code, or a storage error. */
+int ap_store_rollup_query(struct ap_store_rollup *r, const struct ap_store_rollup_query *q,
+                          int (*fn)(void *ud, const struct ap_store_rollup_row *row), void *ud);
 
 #endif

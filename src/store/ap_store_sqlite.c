@@ -364,6 +364,11 @@ static char *buf_take(struct ap_buf *b)
     return p;
 }
 
+/* A resource row's changed_version: the change feed's value in the writing transaction (before
+ * or after its bump, depending on the order of the statements: readers of the feed ask for rows
+ * with changed_version >= the version they last saw, which is right either way). */
+#define CHANGED_VERSION "(SELECT version FROM store_version WHERE id = 1)"
+
 static int build_sql(struct sq *s)
 {
     struct ap_buf b;
@@ -384,11 +389,12 @@ static int build_sql(struct sq *s)
         for (size_t i = 0; rc == AP_OK && i < n; i++)
             rc = ap_buf_printf(&b, "%s, ", r->fields[i].name);
         if (rc == AP_OK)
-            rc = ap_buf_append_str(&b, "created_at, updated_at, version) VALUES (");
+            rc = ap_buf_append_str(&b,
+                                   "created_at, updated_at, version, changed_version) VALUES (");
         for (size_t i = 0; rc == AP_OK && i < n; i++)
             rc = ap_buf_printf(&b, "?%zu, ", i + 1);
         if (rc == AP_OK)
-            rc = ap_buf_printf(&b, "?%zu, ?%zu, 1)", n + 1, n + 1);
+            rc = ap_buf_printf(&b, "?%zu, ?%zu, 1, " CHANGED_VERSION ")", n + 1, n + 1);
         if (rc || !(s->sql_insert[res] = buf_take(&b)))
             goto nomem;
 
@@ -397,7 +403,8 @@ static int build_sql(struct sq *s)
             rc = ap_buf_printf(&b, "%s = ?%zu, ", r->fields[i].name, i + 1);
         if (rc == AP_OK)
             rc = ap_buf_printf(&b,
-                               "updated_at = ?%zu, version = version + 1 "
+                               "updated_at = ?%zu, version = version + 1, "
+                               "changed_version = " CHANGED_VERSION " "
                                "WHERE id = ?%zu AND version = ?%zu",
                                n + 1, n + 2, n + 3);
         if (rc || !(s->sql_update[res] = buf_take(&b)))
@@ -756,8 +763,8 @@ static int sq_archive(struct ap_store *st, enum ap_schema_res res, int64_t id,
         goto done;
     }
     snprintf(sql, sizeof(sql),
-             "UPDATE %s SET status = 'archived', updated_at = ?1, version = version + 1 "
-             "WHERE id = ?2",
+             "UPDATE %s SET status = 'archived', updated_at = ?1, version = version + 1, "
+             "changed_version = " CHANGED_VERSION " WHERE id = ?2",
              r->table);
     rc = prep(s, sql, &stmt);
     if (rc == AP_OK)
@@ -925,6 +932,59 @@ done:
     return rc;
 }
 
+static int sq_list_changed(struct ap_store *st, enum ap_schema_res res, int64_t since,
+                           json_t **out)
+{
+    struct sq *s = SQ(st);
+    const struct ap_schema_resource *r = ap_schema_get(res);
+    struct ap_buf b;
+    sqlite3_stmt *stmt = NULL;
+    json_t *data = NULL;
+    ap_buf_init(&b, SQL_MAX);
+    int rc = ap_buf_append_str(&b, "SELECT id");
+    for (size_t i = 0; rc == AP_OK && i < r->nfields; i++)
+        rc = ap_buf_printf(&b, ", %s", r->fields[i].name);
+    if (rc == AP_OK)
+        rc = ap_buf_printf(&b,
+                           ", created_at, updated_at, version FROM %s WHERE changed_version >= ?1 "
+                           "ORDER BY id",
+                           r->table);
+    if (rc == AP_OK)
+        rc = ap_buf_append(&b, "", 1);
+    if (rc) {
+        rc = fail_msg(s, rc, "store: cannot build the query");
+        goto done;
+    }
+    rc = prep(s, b.data, &stmt);
+    if (rc == AP_OK)
+        rc = bind_i64(s, stmt, 1, since);
+    if (rc)
+        goto done;
+    if (!(data = json_array())) {
+        rc = AP_ENOMEM;
+        goto done;
+    }
+    while ((rc = step_row(s, stmt)) == AP_OK) {
+        json_t *obj;
+        if ((rc = row_json(r, stmt, &obj)) != AP_OK)
+            goto done;
+        if (json_array_append_new(data, obj)) {
+            rc = AP_ENOMEM;
+            goto done;
+        }
+    }
+    if (rc != AP_ENOTFOUND)
+        goto done;
+    rc = AP_OK;
+    *out = data;
+    data = NULL;
+done:
+    release(s, stmt);
+    json_decref(data);
+    ap_buf_free(&b);
+    return rc;
+}
+
 /* ---- migrations, version, read transactions --------------------------------------------- */
 
 static int sq_schema_version(struct ap_store *st, int *out)
@@ -1073,6 +1133,31 @@ static int sq_read_end(struct ap_store *st)
     int rc = tx_commit(s);
     tx_rollback(s);
     return rc;
+}
+
+/* Several reads as one: a lookup made of a few SELECTs (a token, then its user and the user's
+ * tenants) runs in one deferred read transaction instead of one implicit transaction per
+ * statement, which takes and drops the WAL read lock (fcntl calls and SQLite's global mutex)
+ * once instead of four times. Inside an explicit read (sq_read_begin) or any open transaction
+ * it does nothing. read_scope_end returns rc, or the commit's error if rc was AP_OK. */
+static int read_scope_begin(struct sq *s, bool *own)
+{
+    *own = false;
+    if (s->in_read || !sqlite3_get_autocommit(s->db))
+        return AP_OK;
+    int rc = run_fixed(s, s->begin_read);
+    if (rc == AP_OK)
+        *own = true;
+    return rc;
+}
+
+static int read_scope_end(struct sq *s, bool own, int rc)
+{
+    if (!own)
+        return rc;
+    int crc = tx_commit(s);
+    tx_rollback(s);
+    return rc != AP_OK ? rc : crc;
 }
 
 /* ---- users --------------------------------------------------------------------------------- */
@@ -1412,14 +1497,17 @@ done:
 }
 
 static int sq_session_find(struct ap_store *st, const char *token_hash, int64_t now,
-                           struct ap_store_user *user, int64_t *session_id)
+                           struct ap_store_user *user, int64_t *session_id, int64_t *expires_at)
 {
     struct sq *s = SQ(st);
     sqlite3_stmt *stmt = NULL;
     int64_t uid = 0;
-    int rc = prep(s,
-                  "SELECT id, user_id FROM sessions WHERE token_hash = ?1 AND revoked = 0 "
-                  "AND expires_at > ?2",
+    bool own = false;
+    int rc = read_scope_begin(s, &own);
+    if (rc == AP_OK)
+        rc = prep(s,
+                  "SELECT id, user_id, expires_at FROM sessions WHERE token_hash = ?1 "
+                  "AND revoked = 0 AND expires_at > ?2",
                   &stmt);
     if (rc == AP_OK)
         rc = bind_text(s, stmt, 1, token_hash);
@@ -1430,9 +1518,12 @@ static int sq_session_find(struct ap_store *st, const char *token_hash, int64_t 
     if (rc == AP_OK) {
         *session_id = sqlite3_column_int64(stmt, 0);
         uid = sqlite3_column_int64(stmt, 1);
+        *expires_at = sqlite3_column_int64(stmt, 2);
     }
     release(s, stmt);
-    return rc ? rc : load_user(s, uid, user);
+    if (rc == AP_OK)
+        rc = load_user(s, uid, user);
+    return read_scope_end(s, own, rc);
 }
 
 static int sq_session_revoke(struct ap_store *st, const char *token_hash,
@@ -1584,7 +1675,10 @@ static int sq_apikey_find(struct ap_store *st, const char *key_hash, struct ap_s
     struct sq *s = SQ(st);
     sqlite3_stmt *stmt = NULL;
     int64_t uid = 0;
-    int rc = prep(s, "SELECT id, user_id FROM api_keys WHERE key_hash = ?1 AND revoked = 0",
+    bool own = false;
+    int rc = read_scope_begin(s, &own);
+    if (rc == AP_OK)
+        rc = prep(s, "SELECT id, user_id FROM api_keys WHERE key_hash = ?1 AND revoked = 0",
                   &stmt);
     if (rc == AP_OK)
         rc = bind_text(s, stmt, 1, key_hash);
@@ -1595,7 +1689,9 @@ static int sq_apikey_find(struct ap_store *st, const char *key_hash, struct ap_s
         uid = sqlite3_column_int64(stmt, 1);
     }
     release(s, stmt);
-    return rc ? rc : load_user(s, uid, user);
+    if (rc == AP_OK)
+        rc = load_user(s, uid, user);
+    return read_scope_end(s, own, rc);
 }
 
 static int sq_apikey_revoke(struct ap_store *st, int64_t key_id,
@@ -1922,6 +2018,7 @@ const struct ap_store_ops ap_store_sqlite_ops = {
     .create = sq_create,
     .get = sq_get,
     .list = sq_list,
+    .list_changed = sq_list_changed,
     .update = sq_update,
     .archive = sq_archive,
     .owner = sq_owner,

@@ -499,6 +499,7 @@ def main():
             expect_error(send(b'{"name": "\xed\xa0\x80"}'), 400, "invalid_utf8")  # surrogate
             expect_error(send(b'{"name": "\xf4\x90\x80\x80"}'), 400, "invalid_utf8")
             expect_error(send(b'{"name": "\\ud800"}'), 400, "invalid_json")  # lone surrogate
+            expect_error(send(b'{"name": "x"}\x00{"status": "archived"}'), 400, "invalid_json")
             expect_error(send(b''), 400, "empty_body")
             expect_error(send(b'[1, 2]'), 422, "validation_failed", "")
             expect_error(send(b'"str"'), 422)
@@ -879,7 +880,7 @@ def main():
 def auth_tests(T):
     """Login, logout, expiry and throttling, on a daemon of their own (short session TTL, and a
     fresh throttle table: the address 127.0.0.1 must not be blocked for the other tests)."""
-    D = Daemon("--admin-threads", "2", env={"ADPLATFORM_SESSION_TTL": "2"})
+    D = Daemon("--admin-threads", "2", "--session-ttl", "2")
     boot = bootstrap(D)
     D.start()
     atexit.register(D.__exit__, None, None, None)  # stop it even if setup fails
@@ -936,6 +937,97 @@ def auth_tests(T):
         s.ok("GET", "/users/me")
         time.sleep(3.2)
         expect_error(s("GET", "/users/me"), 401, "unauthorized")
+
+    @T.case
+    def session_ttl_option():
+        # --session-ttl sets expires_at; a bad value stops start-up with a message naming it
+        t0 = time.time()
+        st, _, b = login("bob@example.com", "bob-password")
+        check(st == 200, b)
+        exp = time.mktime(time.strptime(b["expires_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        check(t0 - 1 <= exp - 2 <= time.time() + 1, (t0, b))
+        for bad in ("0", "-5", "31622401", "ten"):
+            out = subprocess.run([AP_BIN, "serve", "--data-dir", D.data_dir, "--listen",
+                                  "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+                                  "--session-ttl", bad], capture_output=True, timeout=30)
+            check(out.returncode != 0 and b"session-ttl" in out.stderr, (bad, out))
+        # the environment (ADPLATFORM_SESSION_TTL) goes through the same table
+        out = subprocess.run([AP_BIN, "serve", "--data-dir", D.data_dir, "--listen",
+                              "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+                             env=dict(os.environ, ADPLATFORM_SESSION_TTL="0"),
+                             capture_output=True, timeout=30)
+        check(out.returncode != 0 and b"session-ttl" in out.stderr, out)
+
+    def keepalive(n, token):
+        """n keep-alive connections (spread over both admin threads), each warmed up with
+        `token` so every thread has it cached."""
+        conns = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", D.admin_port), timeout=10)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conns.append((s, Reader(s)))
+        for _ in range(3):
+            for c in conns:
+                check(ka_get(c, token)[0] == 200)
+        return conns
+
+    def ka_get(c, token, path="/api/v1/users/me"):
+        s, r = c
+        s.sendall(("GET %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n\r\n"
+                   % (path, token)).encode())
+        return r.response()
+
+    @T.case
+    def key_revocation_is_immediate_on_every_thread():
+        k = admin.ok("POST", "/api-keys", {"name": "cached"})
+        conns = keepalive(8, k["key"])
+        try:
+            st, _, _ = admin("DELETE", "/api-keys/%d" % k["id"])
+            check(st == 204, st)
+            # no grace period: the very next request on every connection is refused
+            for c in conns:
+                st, _, body = ka_get(c, k["key"])
+                check(st == 401, (st, body))
+        finally:
+            for s, _ in conns:
+                s.close()
+
+    @T.case
+    def logout_is_immediate_on_every_thread():
+        st, _, b = login("alice@example.com", "alice-password")
+        check(st == 200, b)
+        conns = keepalive(8, b["token"])
+        try:
+            st, _, _ = Api(D, b["token"])("POST", "/auth/logout")
+            check(st == 204, st)
+            for c in conns:
+                check(ka_get(c, b["token"])[0] == 401)
+        finally:
+            for s, _ in conns:
+                s.close()
+
+    @T.case
+    def revocation_outside_the_process_is_seen_within_a_second():
+        # another node (here: a direct write to the shared database) revokes a key: the cached
+        # answers of this process may live on for at most AP_API_AUTH_CACHE_TTL_MS (1 s)
+        import sqlite3
+        k = admin.ok("POST", "/api-keys", {"name": "elsewhere"})
+        conns = keepalive(4, k["key"])
+        db = sqlite3.connect(os.path.join(D.data_dir, "adplatform.db"), timeout=10)
+        try:
+            db.execute("UPDATE api_keys SET revoked = 1 WHERE id = ?", (k["id"],))
+            db.commit()
+            t0 = time.time()
+            pending = list(conns)
+            while pending and time.time() - t0 < 3:
+                pending = [c for c in pending if ka_get(c, k["key"])[0] == 200]
+                time.sleep(0.02)
+            took = time.time() - t0
+            check(not pending and took < 1.3, (len(pending), took))
+        finally:
+            db.close()
+            for s, _ in conns:
+                s.close()
 
     @T.case
     def throttle_per_account():

@@ -215,6 +215,10 @@ def main():
             check(st == want, (role, tenant, st, b))
             still = Api(D, k["key"])("GET", "/users/me")[0]
             check(still == (401 if want == 204 else 200), (role, tenant, still))
+        elif path == "/api/v1/currency-rates":
+            # operator data (the exchange's rates): administrators only, even to read
+            st, _, b = c(method, "/currency-rates", {"rates": {}} if method == "PUT" else None)
+            check(st == (200 if is_admin else 403), (role, method, st, b))
         elif (path, method) == ("/api/v1/audit-log", "GET"):
             st, _, b = c("GET", "/audit-log")
             check(st == (200 if is_admin else 403), (role, st))
@@ -236,6 +240,13 @@ def main():
             want = 200 if role in ("admin", "viewer") or (
                 role == "publisher" and tenant == "own") else 404
             check(st == want, (role, tenant, st, b))
+        elif (path, method) == ("/api/v1/reports", "GET"):
+            # every role reads reports, scoped to its tenants (test_reports.py checks the rows);
+            # publishers may not break down by campaign
+            st, _, b = c("GET", "/reports?group_by=placement")
+            check(st == 200 and "rows" in b and "totals" in b, (role, st, b))
+            st, _, b = c("GET", "/reports?group_by=campaign")
+            check(st == (422 if role == "publisher" else 200), (role, st, b))
         elif (path, method) == ("/assets/{file}", "GET"):
             st, h, b = http(D, "GET", asset)
             check(st == 200 and b == png_bytes(), st)

@@ -216,6 +216,66 @@ def run(T, D, boot):
         check(b4["decisions"]["top"] is not None, "still served (non-personal)")
 
     @T.case
+    def cors_for_the_tag_on_another_origin():
+        pub = "https://news.example.com"
+        # the tag's cross-origin request: text/plain (no preflight), credentials included
+        st, h, b = decision(D, {"placements": [{"id": top, "div": "top"}]},
+                            {"Origin": pub, "Content-Type": "text/plain;charset=UTF-8"})
+        check(st == 200 and b["decisions"]["top"], (st, b))
+        check(h.get("access-control-allow-origin") == pub, h)
+        check(h.get("access-control-allow-credentials") == "true", h)
+        check("origin" in h.get("vary", "").lower(), h)
+        check(h.get("set-cookie", "").startswith("ap_uid="), h)  # the cookie still works
+        # errors carry them too (else the tag could not even read a 400)
+        st, h, b = decision(D, b"{", {"Origin": pub})
+        check(st == 400 and h.get("access-control-allow-origin") == pub, (st, h))
+        # the preflight of a JSON request from another origin
+        st, h, b = D.request("OPTIONS", "/v1/decision", headers={
+            "Origin": "http://127.0.0.1:9", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type"})
+        check(st == 204 and h.get("access-control-allow-origin") == "http://127.0.0.1:9", (st, h))
+        check("POST" in h.get("access-control-allow-methods", ""), h)
+        check("content-type" in h.get("access-control-allow-headers", "").lower(), h)
+        check(h.get("access-control-allow-credentials") == "true", h)
+        check(int(h.get("access-control-max-age", "0")) > 0, h)
+        # no Origin (same origin, servers): no CORS grant; "null" and junk origins: none either
+        for hdrs in ({}, {"Origin": "null"}, {"Origin": "javascript:alert(1)"},
+                     {"Origin": "https://a.example\"x"}):
+            st, h, _ = decision(D, {"placements": [{"id": top}]}, hdrs)
+            check(st == 200 and "access-control-allow-origin" not in h, (hdrs, h))
+        # never a wildcard
+        st, h, _ = decision(D, {"placements": [{"id": top}]}, {"Origin": pub})
+        check(h.get("access-control-allow-origin") != "*", h)
+
+    @T.case
+    def us_privacy_opt_out_is_like_gdpr_without_consent():
+        c = W.campaign(priority_tier="sponsorship", price_micros=7,
+                       targeting={"segments": ["auto-intender"], "keywords": {"any": ["usp"]}})
+        a = W.ad(c, W.html)
+        seg = {"keywords": ["usp"], "user": {"key": "usp-user", "segments": ["auto-intender"]}}
+        wait_version(D, lambda: top_ad(seg)[0] == a["id"])
+        # no opt-out ("1YNN", or not applicable "1---"): personal as before
+        for usp in ("1YNN", "1---"):
+            ad_id, h, b = top_ad(dict(seg, consent={"us_privacy": usp}))
+            check(ad_id == a["id"] and b["user"]["key"] == "usp-user", (usp, b))
+        # opted out of sale: no behavioural targeting, no user key, no cookie, still served
+        ad_id, h, b = top_ad(dict(seg, consent={"us_privacy": "1YYN"}),
+                             headers={"Cookie": "ap_uid=someone"})
+        check(ad_id is not None and ad_id != a["id"], (ad_id, b))
+        check(b["user"]["key"] is None and "set-cookie" not in h, (h, b))
+        _, h, b = top_ad({"consent": {"us_privacy": "1YYY"}})
+        check("set-cookie" not in h and b["user"]["key"] is None, (h, b))
+        # an invalid string changes nothing (the cookie is set as usual)
+        _, h, b = top_ad({"consent": {"us_privacy": "bogus"}})
+        check(h.get("set-cookie", "").startswith("ap_uid="), h)
+        # the iframe endpoint takes it as a query parameter
+        st, h, _ = D.get("/v1/ad?placement=%d&us_privacy=1YYN" % top)
+        check(st == 200 and "set-cookie" not in h, h)
+        st, h, _ = D.get("/v1/ad?placement=%d&us_privacy=1YNN" % top)
+        check(st == 200 and h.get("set-cookie", "").startswith("ap_uid="), h)
+        api.ok("DELETE", "/campaigns/%d" % c["id"])
+
+    @T.case
     def snapshot_follows_writes_within_1s():
         c = W.campaign(priority_tier="sponsorship", price_micros=1,
                        targeting={"keywords": {"any": ["flash"]}})
@@ -225,6 +285,31 @@ def run(T, D, boot):
         api.ok("PATCH", "/campaigns/%d" % c["id"], {"status": "paused"})
         took = wait_version(D, lambda: top_ad({"keywords": ["flash"]})[0] != a["id"])
         check(took < 1.0, "took %.2fs" % took)
+
+    @T.case
+    def incremental_snapshot_follows_parents_and_reactivation():
+        # the builder re-reads only changed rows: a parent's change (advertiser paused), a row
+        # going inactive and coming back, and a new row must each reach serving within 1 s
+        adv = api.ok("POST", "/advertisers", {"name": "Incr", "currency": "USD",
+                                              "timezone": "UTC"})
+        cr = api.ok("POST", "/creatives", {"advertiser_id": adv["id"], "name": "i",
+                                          "type": "html", "width": 300, "height": 250,
+                                          "html": "<i>incr</i>"})
+        c = W.campaign(adv=adv, priority_tier="sponsorship", price_micros=9,
+                       targeting={"keywords": {"any": ["incr"]}})
+        a = W.ad(c, cr)
+        kw = {"keywords": ["incr"]}
+        check(wait_version(D, lambda: top_ad(kw)[0] == a["id"]) < 1.0)
+        for status, want in (("paused", False), ("active", True)):
+            api.ok("PATCH", "/advertisers/%d" % adv["id"], {"status": status})
+            took = wait_version(D, lambda: (top_ad(kw)[0] == a["id"]) == want)
+            check(took < 1.0, (status, took))
+        api.ok("PATCH", "/ads/%d" % a["id"], {"status": "paused"})
+        check(wait_version(D, lambda: top_ad(kw)[0] != a["id"]) < 1.0)
+        a2 = W.ad(c, cr)
+        check(wait_version(D, lambda: top_ad(kw)[0] == a2["id"]) < 1.0)
+        api.ok("DELETE", "/campaigns/%d" % c["id"])
+        check(wait_version(D, lambda: top_ad(kw)[0] not in (a["id"], a2["id"])) < 1.0)
 
     @T.case
     def frequency_cap_across_connections():

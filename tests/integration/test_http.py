@@ -117,6 +117,80 @@ def connection_close_is_honoured():
 
 
 @T.case
+def connection_close_storm_every_response_arrives():
+    # Thousands of short connections, 64 at a time: each must get its whole response and then
+    # a clean end of stream (no reset), also when the client half-closes after its request
+    # (the FIN then comes with the request's last bytes) and for HTTP/1.0.
+    reqs = [b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n",  # sent with a half-close
+            b"GET /healthz HTTP/1.0\r\n\r\n"]
+    total, conc = 3000, 64
+    sel = selectors.DefaultSelector()
+    live, outcome = {}, {}
+    started = 0
+
+    def start():
+        nonlocal started
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", D.port))
+        live[s.fileno()] = [s, started % 3, b"", False, time.time()]
+        sel.register(s, selectors.EVENT_WRITE)
+        started += 1
+
+    def finish(fd, kind):
+        st = live.pop(fd)
+        sel.unregister(st[0])
+        st[0].close()
+        outcome[kind] = outcome.get(kind, 0) + 1
+
+    while live or started < total:
+        while started < total and len(live) < conc:
+            start()
+        for key, _ in sel.select(timeout=0.5):
+            st = live.get(key.fd)
+            if st is None:
+                continue
+            s = st[0]
+            try:
+                if not st[3]:
+                    s.send(reqs[st[1]])
+                    if st[1] == 1:
+                        s.shutdown(socket.SHUT_WR)
+                    st[3] = True
+                    sel.modify(s, selectors.EVENT_READ)
+                    continue
+                data = s.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as e:
+                finish(key.fd, "error %s after %d bytes" % (e.__class__.__name__, len(st[2])))
+                continue
+            if data:
+                st[2] += data
+                continue
+            b = st[2]
+            finish(key.fd, "ok" if b.startswith(b"HTTP/1.1 200 ") and b.endswith(b"\r\n\r\nok")
+                   else "no response" if not b else "bad response")
+        for fd, st in list(live.items()):
+            if time.time() - st[4] > 10:
+                finish(fd, "timeout after %d bytes" % len(st[2]))
+    check(outcome == {"ok": total}, outcome)
+
+
+@T.case
+def io_backend_is_the_one_asked_for():
+    asked = os.environ.get("ADPLATFORM_IO_BACKEND")
+    logs = D.logs()
+    if asked in ("epoll", "uring"):
+        check("worker(s) on the %s backend" % asked in logs or
+              (asked == "uring" and "io_uring unavailable" in logs), logs[:2000])
+    else:  # the default, auto: io_uring where the kernel allows it, else epoll with a warning
+        check("worker(s) on the uring backend" in logs or "io_uring unavailable" in logs,
+              logs[:2000])
+
+
+@T.case
 def bodies_are_framed_correctly():
     # A POST with a Content-Length body, then a chunked one with trailers, then a GET: the
     # router answers 405 to the POSTs, but each body must be consumed exactly.
@@ -419,6 +493,62 @@ def sigterm_under_load_no_reset_no_half_response():
         check(results["ok"] > 100, results["ok"])
         check(not results["bad"], results["bad"][:5])
         check("stopped cleanly" in d.logs())
+
+
+@T.case
+def sigterm_while_clients_keep_connecting():
+    # Each request on a new connection (Connection: close), from 16 threads, while SIGTERM
+    # drains: a connection the kernel completed is either answered in full or never accepted
+    # (refused); none sees a reset or an empty or partial response.
+    with Daemon("--threads", "2", "--drain-timeout-ms", "5000") as d:
+        res = {"ok": 0, "refused": 0, "bad": []}
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def client():
+            while not stop.is_set():
+                try:
+                    s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+                except (ConnectionRefusedError, socket.timeout):
+                    with lock:
+                        res["refused"] += 1
+                    return
+                except OSError as e:  # a reset while connecting: the handshake was dropped
+                    with lock:
+                        res["bad"].append("connect: %r" % e)
+                    return
+                try:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                    b = b""
+                    while True:
+                        data = s.recv(4096)
+                        if not data:
+                            break
+                        b += data
+                    kind = "ok" if b.startswith(b"HTTP/1.1 200 ") and b.endswith(b"\r\n\r\nok") \
+                        else ("empty" if not b else "partial")
+                except OSError as e:
+                    kind = repr(e)
+                finally:
+                    s.close()
+                with lock:
+                    if kind == "ok":
+                        res["ok"] += 1
+                    else:
+                        res["bad"].append(kind)
+
+        threads = [threading.Thread(target=client) for _ in range(16)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        d.proc.send_signal(signal.SIGTERM)
+        rc = d.proc.wait(15)
+        stop.set()
+        for t in threads:
+            t.join(10)
+        check(rc == 0, "exit code %s" % rc)
+        check(res["ok"] > 100, res)
+        check(not res["bad"], res["bad"][:5])
 
 
 @T.case

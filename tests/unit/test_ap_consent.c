@@ -344,9 +344,15 @@ static void test_us_privacy(void **state)
     assert_true(ctx.personalisation_allowed);
     ap_consent_apply_usp(ap_span_cstr("bogus"), &ctx);
     assert_true(ctx.personalisation_allowed);
-    ap_consent_apply_usp(ap_span_cstr("1YYN"), &ctx); /* opted out of sale */
-    assert_false(ctx.personalisation_allowed);
     assert_true(ctx.storage_allowed);
+    ap_consent_apply_usp(ap_span_cstr("1YYN"), &ctx); /* opted out of sale: like no GDPR consent */
+    assert_false(ctx.personalisation_allowed);
+    assert_false(ctx.storage_allowed);
+    ctx.storage_allowed = ctx.personalisation_allowed = true;
+    ap_consent_apply_usp(ap_span_cstr("1Y-N"), &ctx); /* not applicable */
+    assert_true(ctx.storage_allowed && ctx.personalisation_allowed);
+    ap_consent_apply_usp(ap_span_cstr("1NNN"), &ctx); /* did not opt out */
+    assert_true(ctx.storage_allowed && ctx.personalisation_allowed);
 }
 
 int main(void)

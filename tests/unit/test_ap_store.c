@@ -134,6 +134,7 @@ static void test_schema_matches_tables(void **state)
                                : col == r->nfields + 1   ? "created_at"
                                : col == r->nfields + 2   ? "updated_at"
                                : col == r->nfields + 3   ? "version"
+                               : col == r->nfields + 4   ? "changed_version"
                                                          : "(extra column)";
             if (strcmp(name, want) != 0)
                 fprintf(stderr, "%s column %zu: %s, schema says %s\n", r->table, col, name,
@@ -145,7 +146,7 @@ static void test_schema_matches_tables(void **state)
             col++;
         }
         sqlite3_finalize(s);
-        assert_int_equal(col, r->nfields + 4);
+        assert_int_equal(col, r->nfields + 5);
     }
     /* the file is in WAL mode (persistent, set by the store at open) */
     sqlite3_stmt *s;
@@ -792,6 +793,73 @@ static void test_change_feed(void **state)
     ap_store_close(builder);
 }
 
+/* ids of a list_changed answer, as "1,2,3". */
+static void changed_ids(struct ap_store *st, enum ap_schema_res res, int64_t since, char *out,
+                        size_t cap)
+{
+    json_t *arr = NULL;
+    assert_int_equal(ap_store_list_changed(st, res, since, &arr), AP_OK);
+    size_t i, n = 0;
+    json_t *o;
+    out[0] = '\0';
+    json_array_foreach(arr, i, o) {
+        n += (size_t)snprintf(out + n, cap - n, "%s%lld", i ? "," : "", (long long)jint(o, "id"));
+        assert_true(n < cap);
+    }
+    json_decref(arr);
+}
+
+/* The snapshot builder's incremental read: rows written at or after a version. */
+static void test_list_changed(void **state)
+{
+    struct fx *f = *state;
+    char ids[256];
+    struct tree a = mk_tree(f->st, "A"), b = mk_tree(f->st, "B");
+    int64_t v = store_version(f->st);
+    /* since 0: everything */
+    changed_ids(f->st, AP_SCHEMA_CAMPAIGN, 0, ids, sizeof(ids));
+    char want[64];
+    snprintf(want, sizeof(want), "%lld,%lld", (long long)a.campaign, (long long)b.campaign);
+    assert_string_equal(ids, want);
+    /* nothing written since v+1 */
+    changed_ids(f->st, AP_SCHEMA_CAMPAIGN, v + 1, ids, sizeof(ids));
+    assert_string_equal(ids, "");
+    /* an update, an archive and a create after v are all seen, any status, by id; untouched
+     * rows and other resources are not */
+    json_t *p = J("{\"status\":\"paused\"}"), *out = NULL;
+    struct ap_schema_errors errs;
+    assert_int_equal(ap_store_update(f->st, AP_SCHEMA_CAMPAIGN, b.campaign, p, -1, NULL, &out,
+                                     &errs),
+                     AP_OK);
+    json_decref(out);
+    json_decref(p);
+    assert_int_equal(ap_store_archive(f->st, AP_SCHEMA_AD, a.ad, -1, NULL, NULL), AP_OK);
+    int64_t c3 = mkf(f->st, AP_SCHEMA_CAMPAIGN, "{\"advertiser_id\":%lld,\"name\":\"new\"}",
+                     (long long)a.adv);
+    changed_ids(f->st, AP_SCHEMA_CAMPAIGN, v, ids, sizeof(ids));
+    snprintf(want, sizeof(want), "%lld,%lld", (long long)b.campaign, (long long)c3);
+    assert_string_equal(ids, want);
+    changed_ids(f->st, AP_SCHEMA_AD, v, ids, sizeof(ids));
+    snprintf(want, sizeof(want), "%lld", (long long)a.ad);
+    assert_string_equal(ids, want);
+    changed_ids(f->st, AP_SCHEMA_PLACEMENT, v, ids, sizeof(ids));
+    assert_string_equal(ids, "");
+    /* the rows are whole objects, as ap_store_get gives them */
+    json_t *arr = NULL, *one = NULL;
+    assert_int_equal(ap_store_list_changed(f->st, AP_SCHEMA_AD, v, &arr), AP_OK);
+    assert_int_equal(ap_store_get(f->st, AP_SCHEMA_AD, a.ad, NULL, &one), AP_OK);
+    assert_true(json_equal(json_array_get(arr, 0), one));
+    assert_string_equal(jstr(one, "status"), "archived");
+    json_decref(arr);
+    json_decref(one);
+    /* a later reader's version excludes what it has seen */
+    int64_t v2 = store_version(f->st);
+    changed_ids(f->st, AP_SCHEMA_CAMPAIGN, v2 + 1, ids, sizeof(ids));
+    assert_string_equal(ids, "");
+    assert_int_equal(ap_store_list_changed(f->st, AP_SCHEMA_RES_COUNT, 0, &arr), AP_EINVAL);
+    assert_int_equal(ap_store_list_changed(f->st, AP_SCHEMA_AD, -1, &arr), AP_EINVAL);
+}
+
 /* Two handles write to one file in turns; the write lock serialises them. */
 static void test_two_writers(void **state)
 {
@@ -900,6 +968,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tenancy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_feed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_changed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),

@@ -256,7 +256,11 @@ static char *fingerprint_ex(const char *db, bool checks)
         char sql[200];
         sqlite3_stmt *rows = NULL;
         snprintf(sql, sizeof(sql), "SELECT * FROM \"%s\" ORDER BY rowid", table);
-        assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &rows, NULL), SQLITE_OK);
+        if (sqlite3_prepare_v2(h, sql, -1, &rows, NULL) != SQLITE_OK) {
+            /* a WITHOUT ROWID table: scanned in primary-key order */
+            snprintf(sql, sizeof(sql), "SELECT * FROM \"%s\"", table);
+            assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &rows, NULL), SQLITE_OK);
+        }
         append(&out, &len, &cap, "\n[");
         append(&out, &len, &cap, table);
         append(&out, &len, &cap, "]");
@@ -464,8 +468,11 @@ static void test_cold_handle_under_faults(void **state)
 static void test_migrations_under_faults(void **state)
 {
     (void)state;
-    static const char *const marker[] = {NULL, "store_version", "campaigns", "users"};
-    assert_int_equal(ap_store_schema_latest(), 3);
+    static const char *const marker[] = {NULL, "store_version", "campaigns", "users",
+                                         "rollup_hourly", "campaigns_changed",
+                                         "currency_rates"};
+    const int latest = ap_store_schema_latest();
+    assert_int_equal(latest, (int)(sizeof(marker) / sizeof(marker[0])) - 1);
     long alloc_stride = full_runs() ? 1 : 5;
     for (int kind = 0; kind < AP_STORE_FAULT_KINDS; kind++) {
         long n, step = kind == AP_STORE_FAULT_ALLOC ? alloc_stride : 1;
@@ -489,11 +496,11 @@ static void test_migrations_under_faults(void **state)
             if (rc != AP_OK)
                 assert_true(rc == AP_ENOMEM || rc == AP_EIO);
             else
-                assert_int_equal(v, 3);
+                assert_int_equal(v, latest);
             /* tables of applied migrations exist, the others do not */
             sqlite3 *h;
             assert_int_equal(sqlite3_open(g.dir.db, &h), SQLITE_OK);
-            for (int m = 1; m <= 3; m++) {
+            for (int m = 1; m <= latest; m++) {
                 char sql[128];
                 sqlite3_stmt *s;
                 snprintf(sql, sizeof(sql),
@@ -505,7 +512,7 @@ static void test_migrations_under_faults(void **state)
             }
             sqlite3_close(h);
             assert_int_equal(ap_store_migrate(st, &applied), AP_OK);
-            assert_int_equal(applied, 3 - v);
+            assert_int_equal(applied, latest - v);
             ap_store_close(st);
             if (hits == 0)
                 break;
