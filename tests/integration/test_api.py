@@ -33,6 +33,19 @@ def bootstrap(daemon, email=ADMIN_EMAIL):
     return json.loads(out.stdout)
 
 
+def run_with_admin(run, *daemon_args):
+    """The usual main(): a daemon with an admin bootstrapped, run(T, D, boot), stop, summary."""
+    T = Runner()
+    D = Daemon(*daemon_args)
+    boot = bootstrap(D)
+    D.start()
+    try:
+        run(T, D, boot)
+    finally:
+        D.__exit__(None, None, None)
+    T.finish()
+
+
 def http(daemon, method, path, body=None, token=None, headers=None, ctype=None, source=None,
          timeout=30):
     """One request on its own connection. body: dict/list (JSON), bytes or None.

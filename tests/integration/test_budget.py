@@ -16,7 +16,7 @@ import threading
 import time
 
 from aptest import Daemon, Reader, Runner, check
-from test_api import Api, bootstrap
+from test_api import Api, bootstrap, run_with_admin
 
 PRICE = 1000000        # CPM 1.00: 1000 micros an impression
 BUDGET = 2000000       # 2.00 a day: 2000 impressions
@@ -54,15 +54,7 @@ class Client:
 
 
 def main():
-    T = Runner()
-    D = Daemon("--threads", "2")
-    boot = bootstrap(D)
-    D.start()
-    try:
-        run(T, D, boot)
-    finally:
-        D.__exit__(None, None, None)
-    T.finish()
+    run_with_admin(run, "--threads", "2")
 
 
 def run(T, D, boot):

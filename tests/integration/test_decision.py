@@ -11,7 +11,7 @@ import threading
 import time
 
 from aptest import Daemon, Runner, check, raw, status_of
-from test_api import Api, bootstrap, png_bytes, http
+from test_api import Api, bootstrap, png_bytes, http, run_with_admin
 
 
 def decision(d, body, headers=None):
@@ -90,15 +90,7 @@ def wait_version(d, pred, timeout=3.0):
 
 
 def main():
-    T = Runner()
-    D = Daemon("--threads", "2", "--trusted-proxies", "127.0.0.1/32, ::1")
-    boot = bootstrap(D)
-    D.start()
-    try:
-        run(T, D, boot)
-    finally:
-        D.__exit__(None, None, None)
-    T.finish()
+    run_with_admin(run, "--threads", "2", "--trusted-proxies", "127.0.0.1/32, ::1")
 
 
 def run(T, D, boot):

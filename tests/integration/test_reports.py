@@ -19,7 +19,7 @@ import subprocess
 import time
 
 from aptest import AP_BIN, Daemon, Runner, check
-from test_api import Api, bootstrap
+from test_api import Api, bootstrap, run_with_admin
 
 IMP, VIEW, CLICK, CONV, DECISION = 2, 3, 4, 5, 1
 F_TEST = 0x80
@@ -78,15 +78,7 @@ def metric(daemon, name):
 
 
 def main():
-    T = Runner()
-    D = Daemon("--threads", "2")
-    boot = bootstrap(D)
-    D.start()
-    try:
-        run(T, D, boot)
-    finally:
-        D.__exit__(None, None, None)
-    T.finish()
+    run_with_admin(run, "--threads", "2")
 
 
 def run(T, D, boot):

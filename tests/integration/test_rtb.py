@@ -10,7 +10,7 @@ import json
 import time
 
 from aptest import Daemon, Runner, check
-from test_api import Api, bootstrap
+from test_api import Api, bootstrap, run_with_admin
 from test_decision import World, wait_version
 
 
@@ -38,15 +38,7 @@ def base_request(placement, **kw):
 
 
 def main():
-    T = Runner()
-    D = Daemon("--threads", "2")
-    boot = bootstrap(D)
-    D.start()
-    try:
-        run(T, D, boot)
-    finally:
-        D.__exit__(None, None, None)
-    T.finish()
+    run_with_admin(run, "--threads", "2")
 
 
 def run(T, D, boot):
