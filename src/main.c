@@ -10,6 +10,7 @@
 #include "cli/ap_cmd_admin.h"
 #include "cli/ap_cmd_demo.h"
 #include "cli/ap_cmd_events.h"
+#include "cli/ap_cmd_keys.h"
 
 static void usage(FILE *out)
 {
@@ -19,6 +20,7 @@ static void usage(FILE *out)
                  "  admin      admin create --data-dir DIR --email E: bootstrap an administrator\n"
                  "  demo       demo --data-dir DIR: load demo advertisers, ads and placements\n"
                  "  events     events dump --data-dir DIR: print the event log as JSON lines\n"
+                 "  keys       keys rotate|list --data-dir DIR: token signing keys\n"
                  "  version    print the version\n"
                  "  help       this text\n");
     ap_cli_usage(out);
@@ -39,6 +41,8 @@ int main(int argc, char **argv)
         return ap_cmd_demo(argc - 2, argv + 2);
     if (!strcmp(cmd, "events"))
         return ap_cmd_events(argc - 2, argv + 2);
+    if (!strcmp(cmd, "keys"))
+        return ap_cmd_keys(argc - 2, argv + 2);
     if (ap_cli_is_command(cmd))
         return ap_cli_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {

@@ -879,6 +879,8 @@ static int audit_log(struct ap__api_ctx *c)
 
 int ap__api_reports(struct ap__api_ctx *c); /* ap_api_reports.c */
 int ap__api_currency_rates(struct ap__api_ctx *c); /* ap_api_rates.c */
+int ap__api_token_keys(struct ap__api_ctx *c);        /* ap_api_keys.c */
+int ap__api_token_keys_rotate(struct ap__api_ctx *c); /* ap_api_keys.c */
 
 #define MAX_API_ROUTES 64
 #define PATTERN_MAX 64
@@ -914,6 +916,8 @@ static void build_routes(void)
     add(AP_M(GET), AP_API_PREFIX "/placements/{id}/tag", placement_tag, -1, 0);
     add(AP_M(GET), AP_API_PREFIX "/reports", ap__api_reports, -1, 0);
     add(AP_M(GET) | AP_M(PUT), AP_API_PREFIX "/currency-rates", ap__api_currency_rates, -1, 0);
+    add(AP_M(GET), AP_API_PREFIX "/token-keys", ap__api_token_keys, -1, 0);
+    add(AP_M(POST), AP_API_PREFIX "/token-keys/rotate", ap__api_token_keys_rotate, -1, 0);
     for (int i = 0; i < AP_SCHEMA_RES_COUNT; i++) {
         const struct ap_schema_resource *r = ap_schema_get((enum ap_schema_res)i);
         snprintf(res_patterns[i][0], PATTERN_MAX, AP_API_PREFIX "/%s", r->path);

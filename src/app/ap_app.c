@@ -17,6 +17,8 @@
 #include "../events/ap_agg.h"
 #include "../events/ap_beacon.h"
 #include "../events/ap_evlog.h"
+#include "../events/ap_token_ring.h"
+#include "../net/ap_http_client.h"
 #include "../net/ap_metrics.h"
 #include "../rtb/ap_rtb.h"
 #include "../serve/ap_consent.h"
@@ -73,6 +75,25 @@ static int h_metrics(struct ap_http_exchange *x)
         rc = ap_rtb_metrics(&out); /* ap_rtb_* */
     if (rc == AP_OK)
         rc = ap_beacon_metrics(&out); /* events accepted/rejected, event log */
+    if (rc == AP_OK)
+        rc = ap_hc_metrics_render(&out); /* adplatform_partner_* per demand partner id */
+    if (rc == AP_OK) { /* process facts for the dashboard's health page */
+        char info[512];
+        int n = snprintf(info, sizeof(info),
+                         "# HELP adplatform_build_info Build information (value is always 1).\n"
+                         "# TYPE adplatform_build_info gauge\n"
+                         "adplatform_build_info{version=\"%s\"} 1\n"
+                         "# HELP adplatform_start_time_seconds Start time, unix seconds.\n"
+                         "# TYPE adplatform_start_time_seconds gauge\n"
+                         "adplatform_start_time_seconds %lld\n"
+                         "# HELP adplatform_threads Worker threads per server.\n"
+                         "# TYPE adplatform_threads gauge\n"
+                         "adplatform_threads{server=\"data\"} %d\n"
+                         "adplatform_threads{server=\"admin\"} %d\n",
+                         AP_VERSION, (long long)app->started_at, ap_server_threads(app->data),
+                         ap_server_threads(app->admin));
+        rc = n > 0 && (size_t)n < sizeof(info) ? ap_buf_append(&out, info, (size_t)n) : AP_ELIMIT;
+    }
     if (rc == AP_OK && g_agg) {
         char agg[8192];
         size_t n = ap_agg_metrics(g_agg, agg, sizeof(agg)); /* aggregator lag, events */
@@ -296,6 +317,13 @@ int ap_app_serve(int argc, char **argv)
             ap_log_error("cannot open the event log: %s", err);
             goto out;
         }
+        /* token keys: in the store, published to serving and beacons (refreshed on rotation) */
+        struct ap_token_ring_options ko = {.data_dir = app.cfg.data_dir,
+                                           .overlap = app.cfg.token_key_overlap};
+        if ((rc = ap_token_ring_start(&ko, err, sizeof(err))) != AP_OK) {
+            ap_log_error("cannot load the token keys: %s", err);
+            goto out;
+        }
         struct ap_serve_options so = {.data_dir = app.cfg.data_dir,
                                       .public_url = app.cfg.public_url,
                                       .listen_host = host,
@@ -320,10 +348,9 @@ int ap_app_serve(int argc, char **argv)
                                     .data_dir = app.cfg.data_dir, /* demand partners, rates */
                                     .evlog = app.evlog};
         ap_rtb_start(&ro); /* the OpenRTB exchange: our campaigns through ap_serve_rtb_* */
-        char keys[AP_CONFIG_STR_MAX + 32];
-        snprintf(keys, sizeof(keys), "%s/keys/token.key", app.cfg.data_dir);
         struct ap_beacon_options bo = {.log = app.evlog,
-                                       .keys_path = keys,
+                                       .data_dir = app.cfg.data_dir,
+                                       .key_overlap = app.cfg.token_key_overlap,
                                        .workers = ap_server_threads(app.data),
                                        .max_connections = (int)app.cfg.max_connections,
                                        .edge = &edge};
@@ -395,6 +422,7 @@ int ap_app_serve(int argc, char **argv)
     ap_serve_stop(); /* after the workers: saves delivery state, frees the snapshot */
     ap_rtb_stop();   /* after the workers: the demand partner loader */
     ap_beacon_stop();
+    ap_token_ring_stop(); /* the app's reference: after serving and beacons */
     ap_ua_close(app.ua);
     ap_geo_close(app.geo);
     app.ua = NULL;

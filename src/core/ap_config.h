@@ -50,6 +50,7 @@ struct ap_config {
     int64_t event_sync_records; /* ... or after this many records */
     int64_t event_ring;         /* records per worker ring (a power of two) */
     int64_t event_segment_mb;   /* event log segment size */
+    int64_t token_key_overlap;  /* seconds a replaced token key still verifies */
 };
 
 enum ap_config_type { AP_CONFIG_STRING, AP_CONFIG_INT, AP_CONFIG_BOOL };

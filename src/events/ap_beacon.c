@@ -29,6 +29,7 @@
 #include "../serve/ap_serve.h"
 #include "ap_evlog.h"
 #include "ap_token.h"
+#include "ap_token_ring.h"
 
 enum reason {
     R_MISSING,
@@ -54,6 +55,7 @@ struct pend {
     const char *body; /* K_REDIRECT: the Location; K_JSON: the body (request arena) */
     uint32_t len;
     uint8_t kind;
+    const struct ap_event *hook; /* a partner impression for G.imp_hook (request arena), or NULL */
 };
 
 struct bw {
@@ -71,11 +73,11 @@ struct bw {
 static struct {
     bool started;
     struct ap_evlog *log;
-    struct ap_token_keyring keys;
     struct ap_serve_edge edge;
     int workers;
     uint32_t qmask;
     int64_t conv_window;
+    _Atomic(ap_beacon_imp_hook) imp_hook;
     struct bw w[AP_SERVER_MAX_THREADS];
 } G;
 
@@ -168,6 +170,15 @@ static void from_token(struct ap_event *ev, const struct ap_token *t, int type)
     ev->publisher_id = t->publisher_id;
     ev->price_micros = t->price_micros;
     ev->issued_at = t->issued_at;
+    ev->partner_id = t->partner_id; /* version-2 imp tokens: our pixel behind a partner bid */
+}
+
+/* A durable partner impression: the billing hook (ADR 0015), on the worker's thread. */
+static void run_hook(struct ap_loop *loop, struct bw *w, const struct ap_event *ev)
+{
+    ap_beacon_imp_hook fn = atomic_load_explicit(&G.imp_hook, memory_order_acquire);
+    if (ev && fn)
+        fn(loop, (int)(w - G.w), ev);
 }
 
 /* Country and device from the request (browser beacons), when the edge modules exist. */
@@ -253,6 +264,7 @@ static void on_durable(struct ap_loop *loop, struct ap_loop_io *io, int events)
     while (w->head != w->tail && w->q[w->head & G.qmask].seq <= d) {
         struct pend p = w->q[w->head & G.qmask];
         w->head++; /* before answering: answering may run pipelined requests that queue more */
+        run_hook(loop, w, p.hook);
         answer(p.x, p.kind, p.body, p.len);
     }
 }
@@ -295,9 +307,18 @@ static int commit(struct ap_http_exchange *x, struct bw *w, const struct ap_even
         return error(x, 400, "batch_too_large", "more events than the event ring holds");
     for (int i = 0; i < n; i++)
         COUNT(w->accepted[evs[i].type < AP_EV_TYPE_MAX ? evs[i].type : 0]);
-    if (ap_evlog_durable(w->ring) >= seq)
+    const struct ap_event *hook = NULL;
+    if (n == 1 && evs->type == AP_EV_IMP && evs->partner_id > 0) {
+        struct ap_event *c = ap_arena_alloc(x->arena, sizeof(*c));
+        if (c)
+            *c = *evs;
+        hook = c;
+    }
+    if (ap_evlog_durable(w->ring) >= seq) {
+        run_hook(x->loop, w, hook);
         return answer(x, kind, body, len);
-    w->q[w->tail & G.qmask] = (struct pend){seq, x, body, (uint32_t)len, kind};
+    }
+    w->q[w->tail & G.qmask] = (struct pend){seq, x, body, (uint32_t)len, kind, hook};
     w->tail++;
     return ap_http_defer(x);
 }
@@ -353,7 +374,7 @@ static int h_track(struct ap_http_exchange *x, enum ap_token_type tt, int type)
         return reject(x, w, type, R_MISSING);
     struct ap_token tok;
     int64_t now = ap_time_unix();
-    int rc = ap_token_verify(&G.keys, t, now, ap_token_ttl(tt), &tok);
+    int rc = ap_token_verify(&ap_token_ring_get()->sign, t, now, ap_token_ttl(tt), &tok);
     if (rc != AP_OK)
         return reject(x, w, type, reason_of(rc));
     if (tok.type != tt)
@@ -373,7 +394,7 @@ static int h_track(struct ap_http_exchange *x, enum ap_token_type tt, int type)
     ct.type = AP_TOKEN_CONV;
     ct.issued_at = now;
     char click_id[AP_TOKEN_MAX_HEX];
-    if (ap_token_sign_hex(&G.keys, &ct, click_id, sizeof(click_id)) < 0)
+    if (ap_token_sign_hex(&ap_token_ring_get()->sign, &ct, click_id, sizeof(click_id)) < 0)
         return error(x, 500, "internal", "cannot sign the click id");
     size_t len = 0;
     char *loc = landing_with_click_id(x, landing, click_id, &len);
@@ -417,7 +438,7 @@ static int conv_event(struct ap_span click_id, bool has_value, struct ap_span va
             return AP_EINVAL;
         }
     }
-    int rc = ap_token_verify_hex(&G.keys, click_id, ap_time_unix(), G.conv_window, &tok);
+    int rc = ap_token_verify_hex(&ap_token_ring_get()->conv, click_id, ap_time_unix(), G.conv_window, &tok);
     if (rc != AP_OK) {
         *why = reason_of(rc);
         return rc;
@@ -543,7 +564,7 @@ static int h_batch(struct ap_http_exchange *x)
             struct ap_token tok;
             if (!t || !*t) {
                 why = R_MISSING;
-            } else if ((rc = ap_token_verify(&G.keys, ap_span_cstr(t), now, ap_token_ttl(tt),
+            } else if ((rc = ap_token_verify(&ap_token_ring_get()->sign, ap_span_cstr(t), now, ap_token_ttl(tt),
                                              &tok)) != AP_OK) {
                 why = reason_of(rc);
             } else if (tok.type != tt) {
@@ -555,7 +576,7 @@ static int h_batch(struct ap_http_exchange *x)
                     struct ap_token ct = tok;
                     ct.type = AP_TOKEN_CONV;
                     ct.issued_at = now;
-                    if (ap_token_sign_hex(&G.keys, &ct, click_id, sizeof(click_id)) < 0)
+                    if (ap_token_sign_hex(&ap_token_ring_get()->sign, &ct, click_id, sizeof(click_id)) < 0)
                         click_id[0] = '\0';
                 }
             }
@@ -597,11 +618,10 @@ int ap_beacon_start(const struct ap_beacon_options *o, char *err, size_t errlen)
         snprintf(err, errlen, "beacons: need an event log with one ring per worker");
         return AP_EINVAL;
     }
-    int rc = ap_token_keyring_load(&G.keys, o->keys_path, o->key_overlap, ap_time_unix());
-    if (rc != AP_OK) {
-        snprintf(err, errlen, "token keys %s: %s", o->keys_path, ap_strerror(rc));
+    struct ap_token_ring_options ko = {.data_dir = o->data_dir, .overlap = o->key_overlap};
+    int rc = ap_token_ring_start(&ko, err, errlen); /* shared with serving: first start counts */
+    if (rc != AP_OK)
         return rc;
-    }
     G.log = o->log;
     G.workers = o->workers;
     G.conv_window = o->conv_window > 0 ? o->conv_window : AP_BEACON_CONV_WINDOW;
@@ -618,8 +638,15 @@ int ap_beacon_start(const struct ap_beacon_options *o, char *err, size_t errlen)
     return AP_OK;
 }
 
+void ap_beacon_set_imp_hook(ap_beacon_imp_hook fn)
+{
+    atomic_store_explicit(&G.imp_hook, fn, memory_order_release);
+}
+
 void ap_beacon_stop(void)
 {
+    if (G.started)
+        ap_token_ring_stop();
     for (int i = 0; i < AP_SERVER_MAX_THREADS; i++) {
         free(G.w[i].q);
         G.w[i].q = NULL;

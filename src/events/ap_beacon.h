@@ -49,16 +49,17 @@ struct ap_serve_edge;
 
 struct ap_beacon_options {
     struct ap_evlog *log;             /* required; ring i for data-plane worker i */
-    const char *keys_path;            /* token key ring file (<data-dir>/keys/token.key) */
-    int64_t key_overlap;              /* seconds, 0 = AP_TOKEN_DEFAULT_OVERLAP */
+    const char *data_dir;             /* token keys: the store's, published by ap_token_ring */
+    int64_t key_overlap;              /* seconds, 0 = AP_TOKEN_DEFAULT_OVERLAP (first start) */
     int workers;                      /* data-plane worker threads */
     int max_connections;              /* bounds the deferred exchanges of one worker */
     const struct ap_serve_edge *edge; /* geo/User-Agent for country and device; may be NULL */
     int64_t conv_window;              /* seconds, 0 = AP_BEACON_CONV_WINDOW */
 };
 
-/* Loads the keys, sets the module up. AP_OK or an error with a message in err. Main thread,
- * after the serving module created the key file, before the data plane starts. */
+/* Takes a reference on the published key ring (ap_token_ring: keys in the store, refreshed on
+ * rotation; click ids verify against its longer-lived conv view), sets the module up. AP_OK or
+ * an error with a message in err. Main thread, before the data plane starts. */
 int ap_beacon_start(const struct ap_beacon_options *o, char *err, size_t errlen);
 
 /* Registers the routes above on the data-plane router (handlers answer 503 until started). */
@@ -66,6 +67,15 @@ int ap_beacon_register(struct ap_router *r);
 
 /* Frees the module state. Main thread, after the data plane stopped. */
 void ap_beacon_stop(void);
+
+/* Called on the worker's thread once a single impression beacon whose token carries a partner
+ * id (version 2) is durable, before it is answered: ev is the logged record (valid during the
+ * call), worker the worker's index. The RTB module sets it (burl, ADR 0015); NULL removes it.
+ * Beacons in a /v1/events batch do not call it. Any thread; the swap is atomic. */
+struct ap_event;
+struct ap_loop;
+typedef void (*ap_beacon_imp_hook)(struct ap_loop *loop, int worker, const struct ap_event *ev);
+void ap_beacon_set_imp_hook(ap_beacon_imp_hook fn);
 
 /* Appends the beacon and event-log metrics (Prometheus text). AP_OK or AP_ELIMIT/AP_ENOMEM. */
 int ap_beacon_metrics(struct ap_buf *out);

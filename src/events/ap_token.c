@@ -145,10 +145,11 @@ static int encode(const struct ap_token_keyring *kr, struct ap_token *t, uint8_t
 {
     if (!kr || kr->n <= 0 || t->type < AP_TOKEN_IMP || t->type > AP_TOKEN_CONV ||
         t->campaign_id < 0 || t->ad_id < 0 || t->placement_id < 0 || t->publisher_id < 0 ||
-        t->price_micros < 0 || t->issued_at < 0)
+        t->price_micros < 0 || t->issued_at < 0 || t->partner_id < 0)
         return AP_EINVAL;
     const struct ap_token_key *k = &kr->keys[kr->n - 1];
-    t->version = AP_TOKEN_VERSION;
+    /* version 2 only when there is a partner id: every other token stays version 1 */
+    t->version = t->partner_id ? AP_TOKEN_VERSION_PARTNER : AP_TOKEN_VERSION;
     t->key_id = k->id;
     bin[0] = t->version;
     bin[1] = (uint8_t)(k->id >> 8);
@@ -163,6 +164,8 @@ static int encode(const struct ap_token_keyring *kr, struct ap_token *t, uint8_t
     n += put_varint(bin + n, (uint64_t)t->publisher_id);
     n += put_varint(bin + n, (uint64_t)t->price_micros);
     n += put_varint(bin + n, (uint64_t)t->issued_at);
+    if (t->version == AP_TOKEN_VERSION_PARTNER)
+        n += put_varint(bin + n, (uint64_t)t->partner_id);
     mac(k->key, bin, n, bin + n);
     n += AP_TOKEN_MAC_BYTES;
     return (int)n;
@@ -208,7 +211,8 @@ static int verify_bin(const struct ap_token_keyring *kr, const uint8_t *bin, int
 {
     if (len < HEADER_BYTES + 6 + AP_TOKEN_MAC_BYTES)
         return AP_EINVAL;
-    if (bin[0] != AP_TOKEN_VERSION || bin[3] < AP_TOKEN_IMP || bin[3] > AP_TOKEN_CONV)
+    if ((bin[0] != AP_TOKEN_VERSION && bin[0] != AP_TOKEN_VERSION_PARTNER) ||
+        bin[3] < AP_TOKEN_IMP || bin[3] > AP_TOKEN_CONV)
         return AP_EINVAL;
     struct ap_token t;
     memset(&t, 0, sizeof(t));
@@ -218,9 +222,10 @@ static int verify_bin(const struct ap_token_keyring *kr, const uint8_t *bin, int
     t.flags = bin[4];
     memcpy(t.imp_id, bin + 5, AP_TOKEN_ID_BYTES);
     size_t body = (size_t)len - AP_TOKEN_MAC_BYTES, p = HEADER_BYTES, used;
-    int64_t *fields[6] = {&t.campaign_id,  &t.ad_id,        &t.placement_id,
-                          &t.publisher_id, &t.price_micros, &t.issued_at};
-    for (int i = 0; i < 6; i++) {
+    int64_t *fields[7] = {&t.campaign_id,  &t.ad_id,     &t.placement_id, &t.publisher_id,
+                          &t.price_micros, &t.issued_at, &t.partner_id};
+    int nfields = t.version == AP_TOKEN_VERSION_PARTNER ? 7 : 6;
+    for (int i = 0; i < nfields; i++) {
         used = get_varint(bin + p, body - p, fields[i]);
         if (!used)
             return AP_EINVAL;

@@ -10,6 +10,9 @@
  *   then unsigned LEB128 varints, minimal length: campaign id, ad id, placement id,
  *               publisher id, price (CPM micros charged for this impression), issued at
  *               (Unix seconds)
+ *   version 2 only: one more varint, the RTB demand partner id (> 0): the token of our own
+ *               impression pixel behind a winning partner bid (ADR 0015). Tokens without a
+ *               partner id are still signed as version 1, so version-1 tokens stay valid.
  *   last 16     MAC = BLAKE2b-128 keyed with the 32-byte key (libsodium crypto_generichash)
  *               over every byte before it
  * A typical token is 55-65 bytes, 75-87 characters. Decoding is strict: canonical base64url
@@ -18,8 +21,11 @@
  *
  * Keys: a key ring of up to AP_TOKEN_MAX_KEYS keys {id, created_at, 32 bytes}. The newest key
  * signs; an older key still verifies until `overlap` seconds after the key that replaced it was
- * created (rotation overlap), then it is refused. The ring is kept in a text file
- * (<data-dir>/keys/token.key, mode 0600): one "ID CREATED_AT HEX64" line per key.
+ * created (rotation overlap), then it is refused. The keys live in the store (table
+ * token_keys; rotated by `adplatform keys rotate` or POST /api/v1/token-keys/rotate) and are
+ * published to the workers by ap_token_ring.h; the text-file form below
+ * (<data-dir>/keys/token.key, mode 0600, one "ID CREATED_AT HEX64" line per key) is the
+ * import format and an export for test tools (docs/adr/0017-token-keys-in-store.md).
  *
  * Lifetimes: a key ring is process lifetime once loaded and is only read afterwards (rotation
  * makes a new ring: ap_token_keyring_rotate works on a copy the caller then publishes).
@@ -36,12 +42,13 @@
 #include "../core/ap_span.h"
 
 #define AP_TOKEN_VERSION 1
+#define AP_TOKEN_VERSION_PARTNER 2 /* version 1 plus a partner id */
 #define AP_TOKEN_KEY_BYTES 32
 #define AP_TOKEN_MAC_BYTES 16
 #define AP_TOKEN_ID_BYTES 16
 #define AP_TOKEN_MAX_KEYS 8
-#define AP_TOKEN_MAX_BIN 96                  /* longest binary token */
-#define AP_TOKEN_MAX_TEXT 129                /* longest base64url token, NUL included */
+#define AP_TOKEN_MAX_BIN 112                 /* longest binary token */
+#define AP_TOKEN_MAX_TEXT 151                /* longest base64url token, NUL included */
 #define AP_TOKEN_DEFAULT_OVERLAP (48 * 3600) /* old keys verify this long after rotation */
 #define AP_TOKEN_TTL_IMP 3600                /* default lifetimes by event type (seconds) */
 #define AP_TOKEN_TTL_VIEW 3600
@@ -69,6 +76,7 @@ struct ap_token {
     int64_t campaign_id, ad_id, placement_id, publisher_id;
     int64_t price_micros; /* >= 0 */
     int64_t issued_at;    /* Unix seconds, >= 0 */
+    int64_t partner_id;   /* RTB demand partner id (version 2), 0 = none (version 1) */
 };
 
 struct ap_token_key {

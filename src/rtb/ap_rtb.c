@@ -21,11 +21,14 @@
 #include "../core/ap_error.h"
 #include "../core/ap_log.h"
 #include "../core/ap_time.h"
+#include "../events/ap_beacon.h"
 #include "../events/ap_evlog.h"
+#include "../events/ap_token.h"
 #include "../net/ap_http_client.h"
 #include "../net/ap_server.h"
 #include "../serve/ap_serve.h"
 #include "ap_ortb.h"
+#include "ap_rtb_billing.h"
 #include "ap_rtb_internal.h"
 
 #define MAX_WORKERS 256
@@ -757,12 +760,98 @@ static const char *mtype_name(const struct ap_ortb_bid *b, const struct ap_ortb_
     return imp->banner ? "banner" : imp->video ? "video" : imp->audio ? "audio" : "native";
 }
 
+/* Appends our impression pixel for url to the markup in t (ADR 0015, "Billing notices"): a VAST
+ * <Impression> before the first </InLine> or </Wrapper> when the markup is VAST, else a hidden
+ * 1x1 <img> at the end. false when it cannot be placed (VAST without either element). */
+static bool add_pixel(struct ap_buf *t, const char *url, bool vast)
+{
+    struct ap_buf px;
+    ap_buf_init(&px, 4096);
+    int rc = ap_buf_append_str(&px, vast ? "<Impression><![CDATA[" : "<img src=\"");
+    for (const char *p = url; *p; p++) {
+        if (!vast && *p == '&')
+            rc |= ap_buf_append_str(&px, "&amp;");
+        else if (!vast && (*p == '"' || *p == '<' || *p == '>'))
+            rc |= ap_buf_printf(&px, "%%%02X", (unsigned char)*p);
+        else
+            rc |= ap_buf_append(&px, p, 1);
+    }
+    rc |= ap_buf_append_str(&px, vast ? "]]></Impression>"
+                                      : "\" width=\"1\" height=\"1\" alt=\"\" "
+                                        "style=\"position:absolute;left:-9999px\">");
+    bool ok = rc == AP_OK;
+    if (ok && vast) {
+        size_t at = SIZE_MAX;
+        static const char *const ENDS[2] = {"</InLine>", "</Wrapper>"};
+        for (int e = 0; e < 2; e++) {
+            size_t el = strlen(ENDS[e]);
+            for (size_t i = 0; t->len >= el && i + el <= t->len; i++)
+                if (memcmp(t->data + i, ENDS[e], el) == 0) {
+                    if (i < at)
+                        at = i;
+                    break;
+                }
+        }
+        ok = at != SIZE_MAX && ap_buf_append(t, px.data, px.len) == AP_OK;
+        if (ok) { /* move the tail after the insertion point behind the pixel */
+            memmove(t->data + at + px.len, t->data + at, t->len - px.len - at);
+            memcpy(t->data + at, px.data, px.len);
+        }
+    } else if (ok) {
+        ok = ap_buf_append(t, px.data, px.len) == AP_OK;
+    }
+    ap_buf_free(&px);
+    return ok;
+}
+
+/* For a winning partner bid with markup: our impression pixel into the markup in t and the
+ * substituted burl into the billing table, keyed by the pixel's impression id. true when both
+ * happened (the burl is then fired by us and not given to the page). */
+static bool bill_behind_pixel(const struct auction *au, const struct cand *c, struct ap_buf *t,
+                              const struct macro_vals *mv)
+{
+    const struct ap_ortb_bid *b = c->b;
+    if (!b->adm.len || c->src < 0 || !au->x)
+        return false;
+    bool test = au->r->test == 1;
+    bool vast =
+        b->mtype == 2 || (!b->mtype && au->r->imp[c->imp].video && !au->r->imp[c->imp].banner);
+    uint8_t imp_id[AP_TOKEN_ID_BYTES];
+    char url[4096];
+    int n = ap_serve_partner_imp_url(au->x->worker_id, au->calls[c->src].p.id,
+                                     au->imps[c->imp].q.placement_id, 0, c->clear,
+                                     test ? AP_TOKEN_F_TEST : 0, imp_id, url, sizeof(url));
+    if (n < 0)
+        return false;
+    if (b->burl.len && !test) {
+        struct ap_buf u;
+        ap_buf_init(&u, 16384);
+        int rc = substitute(&u, b->burl, mv, true);
+        if (rc == AP_OK)
+            rc = ap_rtb_billing_put(imp_id, au->calls[c->src].p.id, c->clear, u.data, u.len,
+                                    ap_time_unix() + AP_TOKEN_TTL_IMP + AP_TOKEN_MAX_SKEW);
+        ap_buf_free(&u);
+        if (rc != AP_OK)
+            return false; /* table full or URL too long: the page gets the burl as before */
+    }
+    size_t len0 = t->len;
+    if (!add_pixel(t, url, vast)) {
+        t->len = len0;
+        struct ap_rtb_billing_entry e; /* unbilled: take it back, the page gets the burl */
+        if (ap_rtb_billing_take(imp_id, ap_time_unix(), &e) == AP_OK)
+            free(e.burl);
+        return false;
+    }
+    return true;
+}
+
 static int w_partner_bid(struct ap_buf *o, const struct auction *au, const struct cand *c)
 {
     const struct ap_ortb_bid *b = c->b;
     const struct ap_ortb_imp *imp = &au->r->imp[c->imp];
     struct macro_vals mv;
     cand_macros(au, c, &mv);
+    bool billed = false;
     int rc = ap_buf_append_str(o, "{\"id\":");
     rc |= ap_ortb_w_str(o, b->id);
     rc |= ap_buf_append_str(o, ",\"impid\":");
@@ -773,12 +862,15 @@ static int w_partner_bid(struct ap_buf *o, const struct auction *au, const struc
         struct ap_buf t;
         ap_buf_init(&t, AP_HC_MAX_RESPONSE * 2);
         rc |= substitute(&t, b->adm, &mv, false);
+        if (rc == AP_OK)
+            billed = bill_behind_pixel(au, c, &t, &mv);
         rc |= ap_buf_append_str(o, ",\"adm\":");
         rc |= ap_ortb_w_str(o, ap_span_make(t.data ? t.data : "", t.len));
         ap_buf_free(&t);
     }
-    /* nurl/lurl are fired by us (server side); burl is passed on for the page's renderer */
-    if (b->burl.len) {
+    /* nurl/lurl are fired by us (server side); so is burl, behind our impression pixel, when
+     * the markup carries it (ADR 0015); otherwise burl is passed on for the page's renderer */
+    if (b->burl.len && !billed) {
         struct ap_buf t;
         ap_buf_init(&t, 16384);
         rc |= substitute(&t, b->burl, &mv, true);
@@ -1474,6 +1566,9 @@ int ap_rtb_start(const struct ap_rtb_options *opt)
     G.threads = opt && opt->threads > 0 ? opt->threads : 1;
     G.evlog = opt ? opt->evlog : NULL;
     G.started = true;
+    if (ap_rtb_billing_init(G.evlog) != AP_OK)
+        return AP_ENOMEM;
+    ap_beacon_set_imp_hook(ap_rtb_billing_on_imp);
     if (opt && opt->data_dir) {
         char path[4096], err[256];
         snprintf(path, sizeof(path), "%s/adplatform.db", opt->data_dir);
@@ -1493,6 +1588,8 @@ void ap_rtb_stop(void)
         ap__rtb_partners_stop();
     G.partners = false;
     G.started = false;
+    ap_beacon_set_imp_hook(NULL);
+    ap_rtb_billing_free();
     for (int i = 0; i < MAX_WORKERS; i++) {
         if (OUT[i].ready)
             ap_buf_free(&OUT[i].b);
@@ -1545,6 +1642,21 @@ int ap_rtb_metrics(struct ap_buf *out)
                       "ap_rtb_notices_sent_total %llu\n",
                       (unsigned long long)v[7], (unsigned long long)w[0], (unsigned long long)w[1],
                       (unsigned long long)w[2], (unsigned long long)w[3]);
+    if (rc)
+        return rc;
+    struct ap_rtb_billing_stats bs;
+    ap_rtb_billing_stats(&bs);
+    rc = ap_buf_printf(out,
+                       "# TYPE ap_rtb_billing_stored_total counter\n"
+                       "ap_rtb_billing_stored_total %llu\n"
+                       "# TYPE ap_rtb_billing_fired_total counter\n"
+                       "ap_rtb_billing_fired_total %llu\n"
+                       "# TYPE ap_rtb_billing_unclaimed_total counter\n"
+                       "ap_rtb_billing_unclaimed_total %llu\n"
+                       "# TYPE ap_rtb_billing_table_full_total counter\n"
+                       "ap_rtb_billing_table_full_total %llu\n",
+                       (unsigned long long)bs.stored, (unsigned long long)bs.fired,
+                       (unsigned long long)bs.unclaimed, (unsigned long long)bs.full);
     if (rc)
         return rc;
     return ap_buf_printf(out,

@@ -14,7 +14,8 @@
  *
  * Lifetimes: the module state is process-wide (ap_rtb_start/stop on the main thread); each
  * auction lives in its request's arena. Threads: handlers run on data-plane workers, never
- * block, never lock; counters are per worker (relaxed atomics) summed by ap_rtb_metrics.
+ * block, never lock (except the billing table's striped mutexes, held for a probe: see
+ * ap_rtb_billing.h); counters are per worker (relaxed atomics) summed by ap_rtb_metrics.
  */
 #ifndef AP_RTB_H
 #define AP_RTB_H

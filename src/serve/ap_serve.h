@@ -184,7 +184,8 @@ struct ap_serve_options {
     struct ap_evlog *evlog;      /* decisions are logged here, best effort (NULL: not logged) */
 };
 
-/* Starts the module: token keys (<data_dir>/keys/token.key, created on first start), delivery
+/* Starts the module: token keys (a reference on ap_token_ring: the store's keys, published and
+ * refreshed on rotation; decisions sign with ap_token_ring_get()->sign), delivery
  * state, the builder thread (first snapshot built before returning, so serving starts warm) and
  * the delivery thread. AP_OK or an error (msg in err). Main thread, before the data plane
  * starts. */
@@ -255,5 +256,14 @@ int ap_serve_rtb_decide(struct ap_http_exchange *x, const struct ap_serve_rtb_in
 /* The bid won its auction: counts it as served (spend at price_micros, frequency caps). Worker
  * threads. */
 void ap_serve_rtb_commit(const struct ap_serve_rtb_bid *b);
+
+/* Our impression pixel behind a winning partner bid (ADR 0015): a fresh impression id into
+ * imp_id, and "<public url>/v1/e/imp?t=TOKEN" into out[cap] (NUL-terminated), the token an
+ * AP_TOKEN_IMP of version 2 carrying partner_id (> 0), placement_id/publisher_id (0 = unknown)
+ * and price_micros (the clearing CPM). flags: AP_TOKEN_F_*. Returns the length, or AP_EINVAL /
+ * AP_ELIMIT / AP_EAGAIN (serving not started). Worker thread `worker`. */
+int ap_serve_partner_imp_url(int worker, int64_t partner_id, int64_t placement_id,
+                             int64_t publisher_id, int64_t price_micros, uint8_t flags,
+                             uint8_t imp_id[16], char *out, size_t cap);
 
 #endif

@@ -31,6 +31,7 @@
 #include "../core/ap_time.h"
 #include "../events/ap_evlog.h"
 #include "../events/ap_token.h"
+#include "../events/ap_token_ring.h"
 #include "../net/ap_server.h"
 #include "../store/ap_store.h"
 #include "ap_consent.h"
@@ -70,7 +71,6 @@ static struct {
     struct ap_serve_edge edge;
     struct cidr proxies[MAX_PROXIES];
     int nproxies;
-    struct ap_token_keyring keys;
     struct ap_serve_delivery *delivery;
     struct ap_serve_snapshot *snap; /* RCU-protected */
     _Atomic int64_t version;
@@ -412,6 +412,7 @@ int ap_serve_start(const struct ap_serve_options *opt, char *err, size_t errlen)
 {
     char path[2048];
     int rc;
+    bool ring_up = false;
     snprintf(G.data_dir, sizeof(G.data_dir), "%s", opt->data_dir);
     G.evlog = opt->evlog;
     if (opt->public_url && *opt->public_url)
@@ -456,11 +457,6 @@ int ap_serve_start(const struct ap_serve_options *opt, char *err, size_t errlen)
     }
     if (sodium_init() < 0)
         return AP_EIO;
-    snprintf(path, sizeof(path), "%s/keys/token.key", G.data_dir);
-    if ((rc = ap_token_keyring_load(&G.keys, path, 0, ap_time_unix()))) {
-        snprintf(err, errlen, "token keys %s: %s", path, ap_strerror(rc));
-        return rc;
-    }
     snprintf(path, sizeof(path), "%s/serve", G.data_dir);
     if (mkdir(path, 0750) < 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
@@ -485,6 +481,11 @@ int ap_serve_start(const struct ap_serve_options *opt, char *err, size_t errlen)
         snprintf(err, errlen, "store %s: %s", path, ap_strerror(rc));
         goto fail;
     }
+    /* the published token key ring (keys in the store; shared with the beacons) */
+    struct ap_token_ring_options ko = {.data_dir = G.data_dir};
+    if ((rc = ap_token_ring_start(&ko, err, errlen)))
+        goto fail;
+    ring_up = true;
     int64_t v = 0;
     ap_store_version(G.store, &v);
     if ((rc = rebuild(G.store, v))) { /* serve warm from the first request */
@@ -506,6 +507,8 @@ int ap_serve_start(const struct ap_serve_options *opt, char *err, size_t errlen)
     ap_log_info("serve: tracking URLs on %s", G.public_url);
     return AP_OK;
 fail:
+    if (ring_up)
+        ap_token_ring_stop();
     ap_store_close(G.store);
     G.store = NULL;
     ap_serve_snapshot_free(G.snap);
@@ -533,6 +536,7 @@ void ap_serve_stop(void)
     G.delivery = NULL;
     ap_store_close(G.store);
     G.store = NULL;
+    ap_token_ring_stop();
     G.started = false;
 }
 
@@ -1404,9 +1408,10 @@ static int make_urls(const struct ap_serve_pick *pk, const struct ap_serve_ctx *
         const char *path;
     } K[3] = {{AP_TOKEN_IMP, "imp"}, {AP_TOKEN_VIEW, "view"}, {AP_TOKEN_CLICK, "click"}};
     char *outs[3] = {u->imp, u->view, u->click};
+    const struct ap_token_keyring *kr = &ap_token_ring_get()->sign; /* one ring for all three */
     for (int i = 0; i < 3; i++) {
         t.type = K[i].type;
-        int n = ap_token_sign(&G.keys, &t, tok, sizeof(tok));
+        int n = ap_token_sign(kr, &t, tok, sizeof(tok));
         if (n < 0)
             return n;
         struct wb ub = {outs[i], 0, sizeof(u->imp) - 1, false};
@@ -1792,6 +1797,35 @@ static int h_ad(struct ap_http_exchange *x)
     ap_http_add_header(x, "Cache-Control", AP_SPAN_LIT("no-store"));
     ap_http_add_header(x, "X-AP-Fill", np[0] ? AP_SPAN_LIT("1") : AP_SPAN_LIT("0"));
     return ap_http_respond(x, 200, "text/html; charset=utf-8", w.p, w.len);
+}
+
+int ap_serve_partner_imp_url(int worker, int64_t partner_id, int64_t placement_id,
+                             int64_t publisher_id, int64_t price_micros, uint8_t flags,
+                             uint8_t imp_id[16], char *out, size_t cap)
+{
+    if (!G.started || !G.public_url_len)
+        return AP_EAGAIN;
+    if (partner_id <= 0 || worker < 0)
+        return AP_EINVAL;
+    struct ap_token t;
+    memset(&t, 0, sizeof(t));
+    new_id(worker, t.imp_id);
+    t.type = AP_TOKEN_IMP;
+    t.flags = flags;
+    t.placement_id = placement_id;
+    t.publisher_id = publisher_id;
+    t.price_micros = price_micros;
+    t.partner_id = partner_id;
+    t.issued_at = ap_time_unix();
+    char tok[AP_TOKEN_MAX_TEXT];
+    int n = ap_token_sign(&ap_token_ring_get()->sign, &t, tok, sizeof(tok));
+    if (n < 0)
+        return n;
+    int len = snprintf(out, cap, "%s/v1/e/imp?t=%s", G.public_url, tok);
+    if (len < 0 || (size_t)len >= cap)
+        return AP_ELIMIT;
+    memcpy(imp_id, t.imp_id, AP_TOKEN_ID_BYTES);
+    return len;
 }
 
 int ap_serve_landing_url(int64_t ad_id, char *out, size_t cap)

@@ -608,4 +608,40 @@ struct ap_store_rollup_row {
 int ap_store_rollup_query(struct ap_store_rollup *r, const struct ap_store_rollup_query *q,
                           int (*fn)(void *ud, const struct ap_store_rollup_row *row), void *ud);
 
+/* ---- token signing keys (migration 7; src/store/ap_store_keys.c) ------------------------------
+ * The key ring of ap_token in the token_keys table. Like ap_store_rates, each call opens its own
+ * SQLite connection on db_path (tiny table; callers: start-up, the ring refresher thread, the
+ * admin API, the CLI), so it works beside any ap_store handle; any thread, blocking I/O. */
+#define AP_STORE_TOKEN_KEY_BYTES 32
+struct ap_store_token_key {
+    int64_t id; /* 1..65535 */
+    int64_t created_at;
+    int64_t retired_at; /* 0 = current (signing) key */
+    uint8_t key[AP_STORE_TOKEN_KEY_BYTES];
+};
+
+/* If the table is empty: inserts import[0..n) (an existing key file, so old tokens stay valid),
+ * or one fresh random key (created_at now) when n == 0; *created = true. A non-empty table is
+ * left alone (*created = false). One transaction. AP_OK, AP_EINVAL (bad id), AP_EIO. */
+int ap_store_keys_bootstrap(const char *db_path, const struct ap_store_token_key *import, int n,
+                            int64_t now, bool *created);
+
+/* The newest cap keys that are current or retired after retired_after, oldest first, into
+ * out[0..*n). Key bytes included: for the data plane only, never for the API. AP_OK, AP_EIO. */
+int ap_store_keys_get(const char *db_path, int64_t retired_after, struct ap_store_token_key *out,
+                      int cap, int *n);
+
+/* Rotation: a fresh random key (id = highest id + 1, created_at = now) becomes the signing key,
+ * the previous current key gets retired_at = now; bumps the store version and writes an audit
+ * row (action "rotate", resource "token_keys", ids and dates only; actor_user_id 0 = none, e.g.
+ * the CLI). *new_id = the new key's id. AP_OK, AP_ELIMIT (ids exhausted), AP_EIO. */
+int ap_store_keys_rotate(const char *db_path, int64_t actor_user_id, int64_t now, int64_t *new_id);
+
+/* *out = [{"id","created_at","retired_at"(null if current),"current"}] newest first, never
+ * the key bytes (a new reference). AP_OK, AP_EIO, AP_ENOMEM. */
+int ap_store_keys_list_json(const char *db_path, json_t **out);
+
+/* The store version (change feed), polled by the ring refresher. AP_OK, AP_EIO. */
+int ap_store_keys_version(const char *db_path, int64_t *out);
+
 #endif

@@ -347,6 +347,18 @@ const struct ap__store_migration ap__store_migrations[] = {
      "    usd_per_unit REAL NOT NULL CHECK (usd_per_unit > 0),\n"
      "    updated_at BIGINT NOT NULL\n"
      ");\n"},
+
+    /* Token signing keys (src/store/ap_store_keys.c, docs/adr token-keys-in-store): the newest
+     * key without retired_at signs; a rotation sets retired_at on it and adds a new one. Kept
+     * after retirement so click ids (30 days) stay verifiable; a write bumps store_version so
+     * the data plane republishes its key ring. */
+    {7, "token keys",
+     "CREATE TABLE token_keys (\n"
+     "    id INTEGER PRIMARY KEY CHECK (id BETWEEN 1 AND 65535),\n"
+     "    created_at BIGINT NOT NULL,\n"
+     "    key BLOB NOT NULL CHECK (length(key) = 32),\n"
+     "    retired_at BIGINT\n"
+     ");\n"},
 };
 
 const size_t ap__store_migrations_count =

@@ -122,12 +122,16 @@ test('the dashboard: set up a campaign end to end, see the ad, and keep tenants 
     assert.ok(fs.existsSync(path.join(WEB_ROOT, 'index.html')),
         'no dashboard build at ' + WEB_ROOT + ' (cd web && npm ci && npm run build)');
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ap-dash-'));
-    let daemon = null, browser = null, lastPage = null;
+    let daemon = null, browser = null, lastPage = null, pubServer = null;
     t.after(async () => {
         if (lastPage) /* the page as it was at the end (or at a failure) */
             await lastPage.screenshot({path: path.join(ARTIFACTS, 'last-state.png'), fullPage: true})
                 .catch(() => {});
         if (browser) await browser.close().catch(() => {});
+        if (pubServer) {
+            pubServer.closeAllConnections();
+            await new Promise((r) => pubServer.close(r));
+        }
         if (daemon && daemon.proc.exitCode === null) {
             daemon.proc.kill('SIGTERM');
             await new Promise((r) => daemon.proc.once('exit', r));
@@ -144,10 +148,7 @@ test('the dashboard: set up a campaign end to end, see the ad, and keep tenants 
     browser = await chromium.launch({
         executablePath: CHROMIUM, headless: true,
         args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-            '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-            // the publisher page below is served by Playwright's router, which Chromium does not
-            // count as a loopback page: let its ad iframe load images from the loopback daemon
-            '--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests'],
+            '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
     });
     const ctx = await browser.newContext({viewport: {width: 1280, height: 900}, userAgent: UA});
     await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], {origin: base});
@@ -329,15 +330,28 @@ test('the dashboard: set up a campaign end to end, see the ad, and keep tenants 
     await preview.locator('img').first().waitFor({timeout: 15000});
     await shot('11-placement-tag');
 
-    // ---- the tag on a publisher's page: the ad shows. The page is served (by Playwright's router)
-    // at an address of the data plane's origin: /v1/decision answers no CORS headers yet, so the
-    // tag only works on pages of that origin (reported; see the report of issue 7).
-    const pubUrl = 'http://127.0.0.1:' + daemon.port + '/e2e-publisher/story.html';
+    // ---- the tag on a publisher's page of ANOTHER origin (a second loopback port served by
+    // node's http module): /v1/decision answers CORS with credentials, so the ad shows there.
     const pubHtml = '<!doctype html><html><head><title>Trail News</title></head><body>' +
         '<h1>Trail News</h1><p>Story text.</p>' + tag + '</body></html>';
+    pubServer = http.createServer((req, res) => {
+        if (req.url !== '/story.html') {
+            res.writeHead(404, {'Content-Type': 'text/plain'});
+            return res.end('not found');
+        }
+        res.writeHead(200, {'Content-Type': 'text/html; charset=utf-8'});
+        res.end(pubHtml);
+    });
+    await new Promise((r) => pubServer.listen(0, '127.0.0.1', r));
+    const pubOrigin = 'http://127.0.0.1:' + pubServer.address().port;
+    assert.notStrictEqual(pubOrigin, 'http://127.0.0.1:' + daemon.port, 'a different origin');
+    const pubUrl = pubOrigin + '/story.html';
     const pub = await ctx.newPage();
-    await pub.route(pubUrl, (route) => route.fulfill({status: 200,
-        contentType: 'text/html; charset=utf-8', body: pubHtml}));
+    const corsSeen = [];
+    pub.on('response', (r) => {
+        if (r.url().includes('/v1/decision') && r.request().method() === 'POST')
+            corsSeen.push(r.headers()['access-control-allow-origin']);
+    });
     const pubErrors = [];
     pub.on('pageerror', (e) => pubErrors.push(String(e)));
     const decisions = [];
@@ -363,6 +377,17 @@ test('the dashboard: set up a campaign end to end, see the ad, and keep tenants 
     lastPage = page;
     await shot('12-publisher-page', pub);
     assert.deepStrictEqual(pubErrors, [], 'no errors on the publisher page');
+    assert.ok(corsSeen.length >= 1 && corsSeen.every((o) => o === pubOrigin),
+        'the decision echoed the publisher origin: ' + JSON.stringify(corsSeen));
+
+    // ---- the overview counts the impression (ap_events_accepted_total{type="imp"})
+    await nav(page, 'Overview');
+    await heading('Overview').waitFor();
+    const impOverview = page.locator('.tile', {hasText: 'Impressions (since start)'}).locator('.tile-value').first();
+    await waitFor('impressions on the overview', async () => {
+        const v = (await impOverview.innerText().catch(() => '—')).trim();
+        return v !== '—' && Number(v.replace(/[^0-9]/g, '')) >= 1;
+    }, 15000);
 
     // ---- reports: the impression (when the reports API exists)
     await nav(page, 'Reports');
@@ -400,7 +425,14 @@ test('the dashboard: set up a campaign end to end, see the ad, and keep tenants 
         await nav(page, link);
         await heading(h).waitFor();
         if (link === 'Audit log') await page.getByText('campaign #' + campaignId).first().waitFor();
-        if (link === 'System health') await page.getByText('healthy').waitFor();
+        if (link === 'System health') {
+            await page.getByText('healthy').waitFor();
+            const tile = (label) => page.locator('.tile', {hasText: label}).locator('.tile-value').first();
+            await waitFor('version and threads on the health page', async () =>
+                /^\d+\.\d+/.test(await tile('Version').innerText()) &&
+                (await tile('Data-plane threads').innerText()).trim() === '2' &&
+                /\d+[ms]/.test(await tile('Uptime').innerText()), 10000);
+        }
         await shot(name);
     }
 

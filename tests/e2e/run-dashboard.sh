@@ -1,7 +1,8 @@
 #!/bin/sh
 # ctest entry of the dashboard's browser test (e2e.dashboard): installs playwright-core (once)
 # and the dashboard's packages (npm ci, once), builds the dashboard into web/dist, then runs
-# dashboard.test.js with node's runner. Exits 77 (skipped) when Node.js or Chromium is missing.
+# dashboard.test.js and campaigns-10k.test.js (the 10,000-campaign list, ~25 s) with node's
+# runner, one after the other. Exits 77 (skipped) when Node.js or Chromium is missing.
 set -eu
 here="$(cd "$(dirname "$0")" && pwd)"
 web="$here/../../web"
@@ -15,4 +16,4 @@ if [ ! -d "$web/node_modules/vite" ]; then
 fi
 (cd "$web" && npm run --silent build >/dev/null)
 cd "$here"
-exec node --test --test-reporter=spec dashboard.test.js
+exec node --test --test-concurrency=1 --test-reporter=spec dashboard.test.js campaigns-10k.test.js

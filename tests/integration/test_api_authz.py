@@ -219,6 +219,15 @@ def main():
             # operator data (the exchange's rates): administrators only, even to read
             st, _, b = c(method, "/currency-rates", {"rates": {}} if method == "PUT" else None)
             check(st == (200 if is_admin else 403), (role, method, st, b))
+        elif path in ("/api/v1/token-keys", "/api/v1/token-keys/rotate"):
+            # the token signing keys: administrators only; ids and dates, never the key bytes
+            before = admin("GET", "/token-keys")[2]["items"]
+            st, _, b = c(method, path[len("/api/v1"):], {} if method == "POST" else None)
+            check(st == ((201 if method == "POST" else 200) if is_admin else 403), (role, st, b))
+            after = admin("GET", "/token-keys")[2]["items"]
+            check(len(after) == len(before) + (1 if st == 201 else 0), (role, before, after))
+            check(all(set(k) == {"id", "created_at", "retired_at", "current"} for k in after),
+                  after)
         elif (path, method) == ("/api/v1/audit-log", "GET"):
             st, _, b = c("GET", "/audit-log")
             check(st == (200 if is_admin else 403), (role, st))

@@ -470,7 +470,7 @@ static void test_migrations_under_faults(void **state)
     (void)state;
     static const char *const marker[] = {NULL, "store_version", "campaigns", "users",
                                          "rollup_hourly", "campaigns_changed",
-                                         "currency_rates"};
+                                         "currency_rates", "token_keys"};
     const int latest = ap_store_schema_latest();
     assert_int_equal(latest, (int)(sizeof(marker) / sizeof(marker[0])) - 1);
     long alloc_stride = full_runs() ? 1 : 5;

@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest';
 import {parseMoney, microsToInput, localInputToIso} from '../src/lib/format';
-import {buckets, diffBuckets, overviewFrom, parseProm, quantileFromBuckets, rate, sum} from '../src/lib/prom';
+import {buckets, diffBuckets, overviewFrom, parseProm, partnerTarget, quantileFromBuckets, rate, sum} from '../src/lib/prom';
 import {toValue, validateField, SPECS, toText} from '../src/lib/fields';
 import {visibleRange} from '../src/components/VirtualTable';
 import {searchCountries} from '../src/lib/countries';
@@ -31,11 +31,18 @@ adplatform_http_requests_total{server="data",route="/v1/e/imp",status="200",work
 adplatform_http_request_duration_seconds_bucket{server="data",worker="0",le="0.001"} 90
 adplatform_http_request_duration_seconds_bucket{server="data",worker="0",le="0.01"} 99
 adplatform_http_request_duration_seconds_bucket{server="data",worker="0",le="+Inf"} 100
+ap_events_accepted_total{type="imp"} 21
+ap_events_accepted_total{type="click"} 2
+ap_rtb_auctions_total 7
+ap_rtb_bids_total{partner="adplatform"} 4
+ap_rtb_partner_bids_total 3
+ap_rtb_wins_total{partner="adplatform"} 2
+ap_rtb_partner_wins_total 1
 weird{a="q\\"uote"} 1e3`;
   it('parses samples with labels and escapes', () => {
     const s = parseProm(text);
-    expect(s).toHaveLength(8);
-    expect(s[7]).toEqual({name: 'weird', labels: {a: 'q"uote'}, value: 1000});
+    expect(s).toHaveLength(15);
+    expect(s[14]).toEqual({name: 'weird', labels: {a: 'q"uote'}, value: 1000});
     expect(sum(s, 'adplatform_http_requests_total', (l) => l.server === 'data')).toBe(65);
     expect(sum(s, 'nope')).toBeNull();
   });
@@ -44,8 +51,14 @@ weird{a="q\\"uote"} 1e3`;
     expect(o.requests).toBe(65);
     expect(o.decisions).toBe(40);
     expect(o.filled).toBe(30);
-    expect(o.impressions).toBe(25);
-    expect(o.rtbBids).toBeNull();
+    expect(o.impressions).toBe(21); // ap_events_accepted_total, not the beacon route's requests
+    expect(o.clicks).toBe(2);
+    expect(o.rtbRequests).toBe(7);
+    expect(o.rtbBids).toBe(7);
+    expect(o.rtbWins).toBe(3);
+    expect(overviewFrom(parseProm('x 1'), 0).rtbBids).toBeNull();
+    expect(partnerTarget(5)).toBe('5');
+    expect(partnerTarget(1024)).toBe('1');
   });
   it('computes quantiles and rates', () => {
     const b = buckets(parseProm(text), 'adplatform_http_request_duration_seconds_bucket');

@@ -261,6 +261,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/token-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Token signing keys (admin)
+         * @description The keys that sign tracking tokens and click ids, newest first: ids and dates only,
+         *     never the key bytes. The current key signs; a retired key still verifies impression,
+         *     view and click tokens for `--token-key-overlap` seconds (default 48 h) after
+         *     `retired_at`, and click ids (conversions) for 30 days.
+         */
+        get: operations["listTokenKeys"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/token-keys/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate the token signing key (admin)
+         * @description Adds a new random key that signs from now on and retires the current one (audited:
+         *     action `rotate`, resource `token_keys`). The data plane signs with the new key within
+         *     about a second, without a restart. No request body. Also `adplatform keys rotate`.
+         */
+        post: operations["rotateTokenKeys"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/advertisers": {
         parameters: {
             query?: never;
@@ -671,6 +716,23 @@ export interface components {
             rates: {
                 [key: string]: number;
             };
+        };
+        TokenKey: {
+            id: number;
+            /** @description Unix seconds */
+            created_at: number;
+            /** @description Unix seconds when a newer key replaced it; null for the current key */
+            retired_at: number | null;
+            /** @description true for the key that signs */
+            current: boolean;
+        };
+        TokenKeyList: {
+            items: components["schemas"]["TokenKey"][];
+        };
+        TokenKeyRotation: {
+            /** @description the new signing key's id */
+            id: number;
+            items: components["schemas"]["TokenKey"][];
         };
         Error: {
             error: {
@@ -1857,6 +1919,51 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
+        };
+    };
+    listTokenKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the keys */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenKeyList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    rotateTokenKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the new key's id and the keys */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenKeyRotation"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
         };
     };
     listAdvertisers: {

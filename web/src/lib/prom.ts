@@ -95,21 +95,28 @@ const route = (re: RegExp, ok = true): Filter => (l) =>
   l.server === 'data' && re.test(l.route ?? '') && (!ok || /^2/.test(l.status ?? ''));
 
 export function overviewFrom(samples: Sample[], at: number): Overview {
-  // named counters when the events/RTB modules export them, else the data plane's route counters
-  const evt = (type: RegExp) =>
-    sum(samples, /^adplatform_events?_(accepted_)?total$|^adplatform_events_accepted_total$/, (l) => type.test(l.type ?? l.event ?? ''));
+  // ap_events_accepted_total{type=imp|view|click|conv} (src/events/ap_beacon.c); RTB: our seat's
+  // ap_rtb_bids/wins_total plus outside partners' ap_rtb_partner_bids/wins_total (src/rtb/ap_rtb.c)
+  const evt = (type: string) => sum(samples, 'ap_events_accepted_total', (l) => l.type === type);
+  const add = (...xs: (number | null)[]) => (xs.every((x) => x === null) ? null : xs.reduce<number>((a, x) => a + (x ?? 0), 0));
   return {
     at,
     requests: sum(samples, 'adplatform_http_requests_total', data),
     decisions: sum(samples, 'adplatform_http_requests_total', route(/^\/v1\/(decision|ad)$/, false)),
     filled: sum(samples, 'adplatform_http_requests_total', (l) => l.server === 'data' && /^\/v1\/(decision|ad)$/.test(l.route ?? '') && l.status === '200'),
-    impressions: evt(/^imp/) ?? sum(samples, 'adplatform_http_requests_total', route(/^\/v1\/e\/imp$/)),
-    clicks: evt(/^click/) ?? sum(samples, 'adplatform_http_requests_total', route(/^\/v1\/e\/click$/, false)),
-    rtbRequests: sum(samples, /^adplatform_rtb_.*requests_total$/) ?? sum(samples, 'adplatform_http_requests_total', route(/^\/openrtb2\//, false)),
-    rtbBids: sum(samples, /^adplatform_rtb_.*bids_total$/),
-    rtbWins: sum(samples, /^adplatform_rtb_.*wins_total$/),
+    impressions: evt('imp'),
+    clicks: evt('click'),
+    rtbRequests: add(sum(samples, 'ap_rtb_auctions_total'), sum(samples, 'ap_rtb_bidder_requests_total')),
+    rtbBids: add(sum(samples, 'ap_rtb_bids_total'), sum(samples, 'ap_rtb_partner_bids_total')),
+    rtbWins: add(sum(samples, 'ap_rtb_wins_total'), sum(samples, 'ap_rtb_partner_wins_total')),
     latency: buckets(samples, 'adplatform_http_request_duration_seconds_bucket', data),
   };
+}
+
+/** The `partner` label of a demand partner's adplatform_partner_* series (src/net/ap_http_client.h:
+ * the outbound client's target id, derived from the partner id in src/rtb/ap_rtb_partners.c). */
+export function partnerTarget(id: number): string {
+  return String(id > 0 ? ((id - 1) % 1023) + 1 : 1);
 }
 
 export function rate(cur: number | null, prev: number | null, seconds: number): number | null {

@@ -1,13 +1,14 @@
-// Demand partners with their metrics (per-partner RTB counters from /metrics when the RTB module
-// exports them: series labelled partner/bidder).
+// Demand partners with their metrics: per partner the outbound client's adplatform_partner_*
+// series (label partner = the client's target id, see partnerTarget), all partners together the
+// exchange's ap_rtb_partner_* counters (bids and wins are not split per partner by the daemon).
 import {Show, createSignal, onCleanup} from 'solid-js';
 import {useParams} from '@solidjs/router';
 import {ListView, EditView, nameCol, statusCol} from '../components/ResourcePages';
 import {SPECS, STATUS3} from '../lib/fields';
 import {canOperate} from '../auth';
 import {metricsText} from '../api/client';
-import {parseProm, sum, type Sample} from '../lib/prom';
-import {formatInt, formatPct} from '../lib/format';
+import {parseProm, partnerTarget, sum, type Sample} from '../lib/prom';
+import {formatInt} from '../lib/format';
 
 export default function DemandPartners() {
   const params = useParams();
@@ -16,9 +17,10 @@ export default function DemandPartners() {
   load();
   const timer = setInterval(load, 5000);
   onCleanup(() => clearInterval(timer));
-  const m = (code: string, re: RegExp) => sum(samples(), re, (l) => (l.partner ?? l.bidder ?? l.bidder_code) === code);
+  const m = (id: unknown, name: string) => sum(samples(), name, (l) => l.partner === partnerTarget(Number(id)));
+  const all = (name: string) => formatInt(sum(samples(), name));
   return (
-    <Show when={params.id} fallback={
+    <Show when={params.id} fallback={<>
       <ListView
         resource="demand-partners"
         title="Demand partners"
@@ -31,16 +33,24 @@ export default function DemandPartners() {
           statusCol(),
           {key: 'bidder_code', label: 'Bidder code'},
           {key: 'timeout_ms', label: 'Timeout', width: '6rem', render: (r) => `${r.timeout_ms} ms`},
-          {key: 'req', label: 'Requests', width: '7rem', render: (r) => formatInt(m(String(r.bidder_code), /^adplatform_rtb_.*requests_total$/))},
-          {key: 'bids', label: 'Bids', width: '6rem', render: (r) => formatInt(m(String(r.bidder_code), /^adplatform_rtb_.*bids_total$/))},
-          {key: 'win', label: 'Win rate', width: '6rem', render: (r) => {
-            const b = m(String(r.bidder_code), /^adplatform_rtb_.*bids_total$/), w = m(String(r.bidder_code), /^adplatform_rtb_.*wins_total$/);
-            return formatPct(b && w !== null ? w / b : null, 1);
+          {key: 'req', label: 'Requests', width: '7rem', render: (r) => formatInt(m(r.id, 'adplatform_partner_requests_total'))},
+          {key: 'ok', label: '2xx', width: '5rem', render: (r) => formatInt(sum(samples(), 'adplatform_partner_responses_total', (l) => l.partner === partnerTarget(Number(r.id)) && l.class === '2xx'))},
+          {key: 'err', label: 'Errors/timeouts', width: '8rem', render: (r) => {
+            const e = m(r.id, 'adplatform_partner_errors_total'), t = m(r.id, 'adplatform_partner_timeouts_total');
+            return formatInt(e === null && t === null ? null : (e ?? 0) + (t ?? 0));
           }},
-          {key: 'err', label: 'Errors/timeouts', width: '8rem', render: (r) => formatInt(m(String(r.bidder_code), /^adplatform_rtb_.*(errors|timeouts)_total$/))},
+          {key: 'refused', label: 'Refused', width: '6rem', render: (r) => formatInt(m(r.id, 'adplatform_partner_refused_total'))},
+          {key: 'breaker', label: 'Circuit', width: '6rem', render: (r) => {
+            const b = m(r.id, 'adplatform_partner_breaker_state');
+            return b === null ? '—' : ['closed', 'open', 'half-open'][b] ?? String(b);
+          }},
         ]}
       />
-    }>
+      <div class="card small" data-testid="partner-totals">
+        All partners: {all('ap_rtb_partner_calls_total')} calls, {all('ap_rtb_partner_bids_total')} bids,{' '}
+        {all('ap_rtb_partner_wins_total')} wins, {all('ap_rtb_partner_timeouts_total')} timeouts
+      </div>
+    </>}>
       <EditView resource="demand-partners" what="Demand partner" fields={SPECS['demand-partners']} base="/demand-partners" readOnly={!canOperate()} />
     </Show>
   );
