@@ -106,8 +106,12 @@ def run(T, D, boot):
     camp_house = W.campaign(adv=W.adv2, priority_tier="house", price_micros=100)
     ad_house = W.ad(camp_house, W.html2)
 
-    # the builder picks the new rows up within a second
-    wait_version(D, lambda: decision(D, {"placements": [{"id": top}]})[0] == 200)
+    # the builder picks the new rows up within a second: wait until all three ads serve
+    def all_three():
+        st, _, b = decision(D, {"placements": [{"id": side, "div": "s", "count": 3}],
+                                "keywords": ["sports"]})
+        return st == 200 and len(b["decisions"]["s"] or []) == 3
+    wait_version(D, all_three)
 
     def top_ad(extra=None, headers=None):
         body = {"placements": [{"id": top, "div": "top"}]}

@@ -252,15 +252,17 @@ def run(T, D, boot, b1, b2):
         b = auction(D, req(one={"price": 3.0}, at=2))
         seat, bid = winner(b)
         check(seat == "tbone" and abs(bid["price"] - 1.244567) < 1e-9, b)  # ours + 0.01
+        n = b1.notices(wait_for=1)  # the win notice carries the clearing price
+        check(len(n) == 1 and qs(n[0])["price"] == "1.244567", n)
 
     @T.case
     def floors():
         reset()
-        r = req(one={"price": 2.0})
+        r = req(one={"price": 2.0}, rid="auc-floor")
         r["imp"][0]["bidfloor"] = 2.5
         b = auction(D, r)
         check("seatbid" not in b, b)
-        n = b1.notices(wait_for=1)
+        n = [x for x in b1.notices(wait_for=1) if qs(x)["auction"] == "auc-floor"]
         check(len(n) == 1 and qs(n[0])["loss"] == "100", n)
 
     @T.case
