@@ -1,5 +1,6 @@
 #include "ap_log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,6 +36,9 @@ int ap_log_set_level_name(const char *name)
 void ap_log_set_thread_name(const char *name)
 {
     snprintf(thread_name, sizeof(thread_name), "%s", name);
+    char os_name[16]; /* the kernel keeps 15 bytes: what top -H and perf show */
+    snprintf(os_name, sizeof(os_name), "%s", name);
+    pthread_setname_np(pthread_self(), os_name);
 }
 
 size_t ap_json_escape(char *out, size_t cap, const char *s, size_t len)

@@ -20,6 +20,7 @@
 
 #include "../core/ap_error.h"
 #include "../core/ap_log.h"
+#include "../core/ap_thread.h"
 #include "../serve/ap_serve_internal.h" /* ap__serve_tz_load: the TZif reader */
 #include "../store/ap_store.h"
 #include "ap_money.h"
@@ -801,6 +802,8 @@ int ap_agg_run_once(struct ap_agg *a, uint64_t *folded)
 static void *agg_main(void *arg)
 {
     struct ap_agg *a = arg;
+    ap_log_set_thread_name("aggregator");
+    ap_thread_background();
     int backoff_ms = 0;
     for (;;) {
         pthread_mutex_lock(&a->mu);

@@ -495,6 +495,7 @@ static void sleep_ns(uint64_t ns)
 static void *writer_main(void *arg)
 {
     struct ap_evlog *log = arg;
+    ap_log_set_thread_name("evlog-writer");
     uint64_t pending = 0, first_ns = 0;
     int start = 0;
     for (;;) {

@@ -14,6 +14,7 @@
 
 #include "../core/ap_error.h"
 #include "../core/ap_log.h"
+#include "../core/ap_thread.h"
 #include "../core/ap_time.h"
 #include "../store/ap_store.h"
 
@@ -105,6 +106,8 @@ static int load_locked(void)
 static void *refresher(void *arg)
 {
     (void)arg;
+    ap_log_set_thread_name("token-keys");
+    ap_thread_background();
     pthread_mutex_lock(&R.mu);
     while (!R.stopping) {
         struct timespec ts;

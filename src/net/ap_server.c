@@ -87,6 +87,8 @@ struct ap_http_conn {
     bool recv_armed;      /* a multishot recv is in flight (until its last completion) */
     bool recv_cancelling; /* ... and its cancellation is queued */
     bool send_armed;      /* a send of `sending` is in flight */
+    char peer[64];        /* the peer's numeric address, "" until first asked (one syscall per
+                             connection, not per request) */
 };
 
 struct conn_list_head {
@@ -448,6 +450,7 @@ static void conn_open(struct ap_worker *w, int fd)
     c->req_start = 0;
     c->out_off = c->send_off = 0;
     c->close_after = c->peer_eof = c->peer_hup = false;
+    c->peer[0] = '\0';
     c->in_deferred = c->in_progress = c->input_held = false;
     c->recv_armed = c->recv_cancelling = c->send_armed = false;
     c->out.cap = s->cfg.max_response ? s->cfg.max_response : 16 * 1024 * 1024;
@@ -682,12 +685,20 @@ int ap_http_peer_addr(struct ap_http_exchange *x, char *out, size_t cap)
     if (cap == 0)
         return AP_EINVAL;
     out[0] = '\0';
-    if (!x->conn)
+    struct ap_http_conn *c = x->conn;
+    if (!c)
         return AP_EINVAL;
-    if (getpeername(x->conn->io.fd, (struct sockaddr *)&ss, &len) != 0)
-        return ap_error_from_errno(errno);
-    if (getnameinfo((struct sockaddr *)&ss, len, out, (socklen_t)cap, NULL, 0, NI_NUMERICHOST))
+    if (!c->peer[0]) {
+        if (getpeername(c->io.fd, (struct sockaddr *)&ss, &len) != 0)
+            return ap_error_from_errno(errno);
+        if (getnameinfo((struct sockaddr *)&ss, len, c->peer, sizeof(c->peer), NULL, 0,
+                        NI_NUMERICHOST))
+            return AP_EINVAL;
+    }
+    size_t n = strlen(c->peer);
+    if (n >= cap)
         return AP_EINVAL;
+    memcpy(out, c->peer, n + 1);
     return AP_OK;
 }
 

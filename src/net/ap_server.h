@@ -156,7 +156,8 @@ int ap_http_respond_error(struct ap_http_exchange *x, int status, const char *co
                           const char *message);
 
 /* Writes the client's address in numeric form ("127.0.0.1", "::1") into out[cap]. 0, or an
- * AP_E* code (out then holds ""). The exchange's worker thread, while the request is open. */
+ * AP_E* code (out then holds ""). Asked of the kernel once per connection, then cached. The
+ * exchange's worker thread, while the request is open. */
 int ap_http_peer_addr(struct ap_http_exchange *x, char *out, size_t cap);
 
 /* A handler that will answer later calls this and returns AP_HTTP_DEFERRED. */

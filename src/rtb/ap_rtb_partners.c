@@ -16,6 +16,7 @@
 
 #include "../core/ap_error.h"
 #include "../core/ap_log.h"
+#include "../core/ap_thread.h"
 #include "../net/ap_http_client.h"
 #include "../store/ap_store.h"
 #include "../store/ap_store_rates.h"
@@ -165,6 +166,7 @@ static void *loader_main(void *arg)
 {
     (void)arg;
     ap_log_set_thread_name("rtb-partners");
+    ap_thread_background();
     int64_t have = -1;
     pthread_mutex_lock(&P.mu);
     if (P.cur)

@@ -20,6 +20,7 @@
 
 #include "../core/ap_error.h"
 #include "../core/ap_log.h"
+#include "../core/ap_thread.h"
 #include "ap_geo_mmdb.h"
 
 const char *const AP_GEO_DEFAULT_PATHS[] = {
@@ -134,6 +135,7 @@ static void *loader_main(void *arg)
     struct ap_geo *g = arg;
     size_t ranges = 0;
     ap_log_set_thread_name("geo-loader");
+    ap_thread_background();
     double t0 = mono_ms();
     int rc = convert_tor(g, &ranges);
     if (rc == AP_OK) {

@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -632,6 +633,10 @@ int ap_serve_delivery_save(struct ap_serve_delivery *d)
     }
     size_t total = (size_t)d->nsets * AP_SERVE_FCAP_WAYS;
     for (size_t i = 0; ok && i < total; i++) {
+        /* the table is tens of MB: give the core back to a waiting worker every 16k ways (a
+         * no-op when none waits), so a save is never one long stall of the data plane */
+        if ((i & 16383) == 16383)
+            sched_yield();
         struct fcap_way *w = &d->ways[i];
         struct rec_way r;
         r.key = atomic_load_explicit(&w->key, RLX);

@@ -28,6 +28,7 @@
 #include "../core/ap_buf.h"
 #include "../core/ap_error.h"
 #include "../core/ap_log.h"
+#include "../core/ap_thread.h"
 #include "../core/ap_time.h"
 #include "../events/ap_evlog.h"
 #include "../events/ap_token.h"
@@ -52,8 +53,26 @@ struct cidr {
                   */
 #define WORKER_ARENA_MAX (64 * 1024 * 1024)
 
+/* Decision counts are summed per worker before they reach the event log (ADR 0018): one
+ * AP_EV_DECISION record (count = N) per distinct (hour, campaign, ad, placement, publisher,
+ * price, flags, device, country) per flush, instead of one record per decision. */
+#define DEC_SLOTS 1024    /* open addressing, power of two */
+#define DEC_MAX_USED 768  /* flush when this full */
+#define DEC_FLUSH_MS 250  /* the most a count waits before it is appended */
+
+struct dec_table {
+    struct ap_event ev[DEC_SLOTS]; /* type 0: empty slot */
+    int used;
+    struct ap_loop_timer timer;
+    struct ap_loop *loop; /* the worker's loop, where the timer is armed */
+    int worker;
+};
+
+static void dec_flush(struct dec_table *t);
+
 struct worker_state {
     struct ap_arena arena; /* request scratch, reset at the start of each request */
+    struct dec_table *dec; /* allocated on the worker's first decision, freed at stop */
     bool arena_ready;
     struct ap_serve_rng rng;
     uint8_t id_key[crypto_stream_chacha20_KEYBYTES];
@@ -308,6 +327,7 @@ static void *builder_main(void *arg)
 {
     (void)arg;
     ap_log_set_thread_name("serve-builder");
+    ap_thread_background();
     int64_t built = atomic_load(&G.version);
     int64_t built_at = ap_time_unix();
     while (!atomic_load(&G.stop)) {
@@ -334,6 +354,7 @@ static void *pacer_main(void *arg)
 {
     (void)arg;
     ap_log_set_thread_name("serve-delivery");
+    ap_thread_background();
     rcu_reader();
     int64_t last_save = ap_time_unix();
     while (!atomic_load(&G.stop)) {
@@ -525,6 +546,15 @@ void ap_serve_stop(void)
     atomic_store(&G.stop, true);
     pthread_join(G.builder, NULL);
     pthread_join(G.pacer, NULL);
+    /* the data-plane workers have ended (ap_app joins them first): append their last decision
+     * counts while the event log is still open, then free the tables */
+    for (int i = 0; i < AP_SERVE_MAX_WORKERS; i++) {
+        if (G.workers[i].dec) {
+            dec_flush(G.workers[i].dec);
+            free(G.workers[i].dec);
+            G.workers[i].dec = NULL;
+        }
+    }
     int rc = ap_serve_delivery_save(G.delivery);
     if (rc)
         ap_log_warn("serve: cannot save delivery state: %s", ap_strerror(rc));
@@ -1426,16 +1456,59 @@ static int make_urls(const struct ap_serve_pick *pk, const struct ap_serve_ctx *
     return AP_OK;
 }
 
-/* Logs an AP_EV_DECISION record for a served pick: best effort, never waits for durability; a
- * full ring drops it (counted by the log: ap_evlog_ring_full_total{type="decision"}). */
-static void log_decision(const struct ap_serve_pick *pk, const struct ap_serve_ctx *ctx,
-                         int worker, const struct urls *u)
+/* Appends every pending decision count of table t to the worker's ring and empties it. Best
+ * effort: a full ring drops the record (counted by the log:
+ * ap_evlog_ring_full_total{type="decision"}). The worker's thread, or any thread once the
+ * workers have ended. */
+static void dec_flush(struct dec_table *t)
 {
-    struct ap_evlog_ring *r = ap_evlog_ring(G.evlog, worker);
-    if (!r)
+    struct ap_evlog_ring *r = ap_evlog_ring(G.evlog, t->worker);
+    for (int i = 0; i < DEC_SLOTS && t->used > 0; i++) {
+        if (!t->ev[i].type)
+            continue;
+        if (r)
+            ap_evlog_append(r, &t->ev[i]);
+        t->ev[i].type = 0;
+        t->used--;
+    }
+    t->used = 0;
+}
+
+static void dec_on_timer(struct ap_loop *loop, struct ap_loop_timer *tm)
+{
+    (void)loop;
+    dec_flush(tm->data);
+}
+
+static bool dec_same(const struct ap_event *a, const struct ap_event *b, int64_t hour)
+{
+    return a->campaign_id == b->campaign_id && a->ad_id == b->ad_id &&
+           a->placement_id == b->placement_id && a->publisher_id == b->publisher_id &&
+           a->price_micros == b->price_micros && a->flags == b->flags &&
+           a->device_type == b->device_type && a->country[0] == b->country[0] &&
+           a->country[1] == b->country[1] && a->time_ns / 3600000000000LL == hour;
+}
+
+/* Counts a served pick towards the worker's next AP_EV_DECISION records (see DEC_SLOTS). Never
+ * waits; the record reaches the log within DEC_FLUSH_MS. */
+static void log_decision(struct ap_http_exchange *x, const struct ap_serve_pick *pk,
+                         const struct ap_serve_ctx *ctx)
+{
+    if (!G.evlog)
         return;
+    struct worker_state *w = &G.workers[x->worker_id % AP_SERVE_MAX_WORKERS];
+    struct dec_table *t = w->dec;
+    if (!t) {
+        if (!(t = calloc(1, sizeof(*t))))
+            return; /* best effort, like a full ring */
+        t->worker = x->worker_id;
+        t->loop = x->loop;
+        ap_loop_timer_init(&t->timer, dec_on_timer, t);
+        w->dec = t;
+    }
     struct ap_event ev;
     memset(&ev, 0, sizeof(ev));
+    ev.version = AP_EVENT_VERSION;
     ev.type = AP_EV_DECISION;
     ev.flags = (uint8_t)((ctx->gdpr_applies ? AP_EV_F_GDPR : 0) |
                          (ctx->storage_allowed ? AP_EV_F_STORAGE : 0) |
@@ -1444,9 +1517,8 @@ static void log_decision(const struct ap_serve_pick *pk, const struct ap_serve_c
     if (ctx->country[0] && ctx->country[1])
         memcpy(ev.country, ctx->country, 2);
     ev.count = 1;
-    memcpy(ev.imp_id, u->imp_id, sizeof(ev.imp_id));
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     ev.time_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
     ev.campaign_id = pk->campaign->id;
     ev.ad_id = pk->ad->id;
@@ -1454,7 +1526,30 @@ static void log_decision(const struct ap_serve_pick *pk, const struct ap_serve_c
     ev.publisher_id = pk->placement->publisher_id;
     ev.price_micros = pk->price_micros;
     ev.issued_at = ctx->now;
-    ap_evlog_append(r, &ev);
+    int64_t hour = ev.time_ns / 3600000000000LL;
+
+    uint64_t h = (uint64_t)ev.ad_id * 0x9E3779B97F4A7C15ull ^
+                 (uint64_t)ev.placement_id * 0xC2B2AE3D27D4EB4Full ^
+                 ((uint64_t)ev.flags << 8 | ev.device_type) * 0x165667B19E3779F9ull ^
+                 (uint64_t)(uint8_t)ev.country[0] << 16 ^ (uint64_t)(uint8_t)ev.country[1] << 24;
+    h ^= h >> 29;
+    for (size_t i = h & (DEC_SLOTS - 1);; i = (i + 1) & (DEC_SLOTS - 1)) {
+        struct ap_event *e = &t->ev[i];
+        if (!e->type) {
+            *e = ev;
+            if (++t->used >= DEC_MAX_USED)
+                dec_flush(t);
+            break;
+        }
+        if (dec_same(e, &ev, hour)) {
+            if (++e->count == UINT32_MAX) {
+                dec_flush(t);
+            }
+            break;
+        }
+    }
+    if (t->used > 0 && t->timer.heap_index < 0)
+        ap_loop_timer_start(t->loop, &t->timer, DEC_FLUSH_MS);
 }
 
 static const char *const CTYPES[] = {"image", "html", "native", "vast"};
@@ -1612,7 +1707,7 @@ static int h_decision(struct ap_http_exchange *x)
             if (make_urls(pk, ctx, x->worker_id, u) != AP_OK)
                 w.overflow = true;
             else
-                log_decision(pk, ctx, x->worker_id, u);
+                log_decision(x, pk, ctx);
             if (k)
                 w_lit(&w, ",");
             w_lit(&w, "{\"ad_id\":");
@@ -1767,7 +1862,7 @@ static int h_ad(struct ap_http_exchange *x)
         if (make_urls(pk, ctx, x->worker_id, u) != AP_OK)
             w.overflow = true;
         else
-            log_decision(pk, ctx, x->worker_id, u);
+            log_decision(x, pk, ctx);
         if (cr->type == AP_SERVE_IMAGE) {
             w_lit(&w, "<a href=\"");
             w_html(&w, ap_span_cstr(u->click));
