@@ -88,10 +88,16 @@ void ap_loop_del(struct ap_loop *loop, struct ap_loop_io *io)
 }
 
 /* One epoll_wait and the callbacks of what it returned; the number of events. */
-static int epoll_dispatch(struct ap_loop *loop, int timeout_ms)
+static int epoll_dispatch(struct ap_loop *loop, int64_t timeout_ns)
 {
     struct epoll_event evs[AP_LOOP_MAX_EVENTS];
-    int n = epoll_wait(loop->epfd, evs, AP_LOOP_MAX_EVENTS, timeout_ms);
+    /* nanosecond waits (Linux 5.11): a timer is not rounded up to the next millisecond */
+    struct timespec ts = {.tv_sec = timeout_ns / 1000000000,
+                          .tv_nsec = timeout_ns % 1000000000};
+    int n = epoll_pwait2(loop->epfd, evs, AP_LOOP_MAX_EVENTS, &ts, NULL);
+    if (n < 0 && errno == ENOSYS)
+        n = epoll_wait(loop->epfd, evs, AP_LOOP_MAX_EVENTS,
+                       (int)((timeout_ns + AP_NS_PER_MS - 1) / AP_NS_PER_MS));
     loop->now_ns = ap_time_mono_ns();
     for (int i = 0; i < n; i++) {
         struct ap_loop_io *io = evs[i].data.ptr;
@@ -264,13 +270,13 @@ static void uring_reap(struct ap_loop *loop)
     }
 }
 
-static void uring_run_once(struct ap_loop *loop, int timeout_ms)
+static void uring_run_once(struct ap_loop *loop, int64_t timeout_ns)
 {
     struct ap__loop_uring *u = loop->uring;
     if (!u->started)
         uring_start(loop);
-    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
-                                   .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+    struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000,
+                                   .tv_nsec = timeout_ns % 1000000000};
     struct io_uring_cqe *cqe = NULL;
     /* The one system call of an iteration: submit what the last one queued, wait for at least
      * one completion or the next timer. */
@@ -517,15 +523,17 @@ int ap_loop_timer_start(struct ap_loop *loop, struct ap_loop_timer *t, uint64_t 
     return AP_OK;
 }
 
-static int next_timeout_ms(struct ap_loop *loop, int max_ms)
+/* How long the next wait may last: until the first timer is due (read against the clock now,
+ * not the loop's cached time, which is as old as the callbacks that just ran), at most max_ms. */
+static int64_t next_timeout_ns(struct ap_loop *loop, int max_ms)
 {
+    int64_t max_ns = (int64_t)max_ms * AP_NS_PER_MS;
     if (loop->nheap == 0)
-        return max_ms;
-    uint64_t due = loop->heap[0]->due_ns;
-    if (due <= loop->now_ns)
+        return max_ns;
+    uint64_t due = loop->heap[0]->due_ns, now = ap_time_mono_ns();
+    if (due <= now)
         return 0;
-    uint64_t ms = (due - loop->now_ns + AP_NS_PER_MS - 1) / AP_NS_PER_MS;
-    return ms > (uint64_t)max_ms ? max_ms : (int)ms;
+    return due - now > (uint64_t)max_ns ? max_ns : (int64_t)(due - now);
 }
 
 static void run_timers(struct ap_loop *loop)
@@ -539,7 +547,7 @@ static void run_timers(struct ap_loop *loop)
 
 void ap_loop_run_once(struct ap_loop *loop, int max_wait_ms)
 {
-    int timeout = next_timeout_ms(loop, max_wait_ms < 0 ? 0 : max_wait_ms);
+    int64_t timeout = next_timeout_ns(loop, max_wait_ms < 0 ? 0 : max_wait_ms);
     if (loop->uring)
         uring_run_once(loop, timeout);
     else

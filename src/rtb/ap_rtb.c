@@ -52,9 +52,17 @@ enum {
     LOSS_BLOCKED_CAT = 209      /* Creative Filtered - Category Exclusions */
 };
 
+/* ap_rtb_exchange_added_seconds: how long an auction with outside bidders took beyond its
+ * slowest bidder's answer (as our client measured it), for auctions where every called bidder
+ * answered in time: parsing, fan-out, response parsing, the auction, writing the answer. */
+#define ADDED_BUCKETS 9
+static const uint64_t ADDED_LE_US[ADDED_BUCKETS - 1] = {50,   100,  250,  500,
+                                                         1000, 2000, 5000, 10000};
+
 struct counters {
     _Atomic uint64_t auctions, invalid, imps, bids, wins, nobids, bid_requests, bid_nobids;
     _Atomic uint64_t partner_requests, partner_timeouts, partner_bids, partner_wins, notices;
+    _Atomic uint64_t added[ADDED_BUCKETS], added_count, added_sum_us;
 } __attribute__((aligned(64)));
 
 static struct {
@@ -320,6 +328,8 @@ struct auction {
     uint64_t ours_ms;
     struct call *calls;
     int ncalls, pending;
+    uint64_t slowest_us; /* the slowest in-time partner answer (client-measured) */
+    bool partner_timed_out;
     struct cand *cands;
     uint32_t ncands;
     struct ap_http_exchange *x;
@@ -1210,9 +1220,24 @@ static void pending_finish(struct pending *pd)
             cl->ms = (ap_time_mono_ns() - au->start_ns) / 1000000;
             snprintf(cl->err, sizeof(cl->err), "Timeout");
             AP_COUNTER_ADD(ctr(au->x)->partner_timeouts, 1);
+            au->partner_timed_out = true;
         }
     }
+    /* read before finish(): the answer ends the exchange and its arena, where au lives */
+    struct counters *c = ctr(au->x);
+    bool measure = !au->partner_timed_out && au->slowest_us > 0;
+    uint64_t start_ns = au->start_ns, slowest_us = au->slowest_us;
     finish(au);
+    if (measure) {
+        uint64_t took_us = (ap_time_mono_ns() - start_ns) / 1000;
+        uint64_t added = took_us > slowest_us ? took_us - slowest_us : 0;
+        int b = 0;
+        while (b < ADDED_BUCKETS - 1 && added > ADDED_LE_US[b])
+            b++;
+        AP_COUNTER_ADD(c->added[b], 1);
+        AP_COUNTER_ADD(c->added_count, 1);
+        AP_COUNTER_ADD(c->added_sum_us, added);
+    }
     pending_unref(pd);
 }
 
@@ -1231,7 +1256,10 @@ static void on_partner(void *arg, const struct ap_hc_resp *resp)
         struct call *cl = &au->calls[a->idx];
         cl->ms = resp->elapsed_us / 1000;
         char msg[AP_ORTB_ERR_MAX];
+        if (resp->err != AP_ETIMEDOUT && (uint64_t)resp->elapsed_us > au->slowest_us)
+            au->slowest_us = (uint64_t)resp->elapsed_us;
         if (resp->err == AP_ETIMEDOUT) {
+            au->partner_timed_out = true;
             cl->state = CALL_TIMEOUT;
             snprintf(cl->err, sizeof(cl->err), "Timeout");
             AP_COUNTER_ADD(ctr(au->x)->partner_timeouts, 1);
@@ -1642,6 +1670,35 @@ int ap_rtb_metrics(struct ap_buf *out)
                       "ap_rtb_notices_sent_total %llu\n",
                       (unsigned long long)v[7], (unsigned long long)w[0], (unsigned long long)w[1],
                       (unsigned long long)w[2], (unsigned long long)w[3]);
+    if (rc)
+        return rc;
+    uint64_t hb[ADDED_BUCKETS] = {0}, hn = 0, hsum = 0;
+    for (int i = 0; i < MAX_WORKERS; i++) {
+        const struct counters *c = &G.c[i];
+        for (int b = 0; b < ADDED_BUCKETS; b++)
+            hb[b] += atomic_load_explicit(&c->added[b], memory_order_relaxed);
+        hn += atomic_load_explicit(&c->added_count, memory_order_relaxed);
+        hsum += atomic_load_explicit(&c->added_sum_us, memory_order_relaxed);
+    }
+    rc = ap_buf_printf(out,
+                       "# HELP ap_rtb_exchange_added_seconds Time an auction with outside bidders "
+                       "took beyond its slowest bidder's answer (every bidder in time).\n"
+                       "# TYPE ap_rtb_exchange_added_seconds histogram\n");
+    uint64_t cum = 0;
+    for (int b = 0; b < ADDED_BUCKETS && !rc; b++) {
+        cum += hb[b];
+        if (b < ADDED_BUCKETS - 1)
+            rc = ap_buf_printf(out, "ap_rtb_exchange_added_seconds_bucket{le=\"%g\"} %llu\n",
+                               (double)ADDED_LE_US[b] / 1e6, (unsigned long long)cum);
+        else
+            rc = ap_buf_printf(out, "ap_rtb_exchange_added_seconds_bucket{le=\"+Inf\"} %llu\n",
+                               (unsigned long long)cum);
+    }
+    if (!rc)
+        rc = ap_buf_printf(out,
+                           "ap_rtb_exchange_added_seconds_sum %.6f\n"
+                           "ap_rtb_exchange_added_seconds_count %llu\n",
+                           (double)hsum / 1e6, (unsigned long long)hn);
     if (rc)
         return rc;
     struct ap_rtb_billing_stats bs;

@@ -428,6 +428,18 @@ def run(T, D, boot, b1, b2):
             check('adplatform_partner_refused_total{partner="%d",reason="breaker"}' % bad["id"]
                   in m, [l for l in m.splitlines() if "partner" in l][:20])
             check('adplatform_partner_requests_total{partner="%d"}' % p1["id"] in m, "p1 metrics")
+            # the exchange's own time beyond its slowest bidder: a histogram of the auctions
+            # where every bidder answered (the earlier cases had such auctions)
+            h = {}
+            for l in m.splitlines():
+                if l.startswith("ap_rtb_exchange_added_seconds"):
+                    k, v = l.rsplit(" ", 1)
+                    h[k] = float(v)
+            n = h.get("ap_rtb_exchange_added_seconds_count", 0)
+            buckets = [v for k, v in h.items() if "_bucket" in k]
+            check(n >= 5 and buckets == sorted(buckets) and
+                  h['ap_rtb_exchange_added_seconds_bucket{le="+Inf"}'] == n, h)
+            check(0 <= h["ap_rtb_exchange_added_seconds_sum"] / n < 0.05, h)  # < 50 ms each
         finally:
             api.ok("PATCH", "/demand-partners/%d" % bad["id"], {"status": "paused"})
 
