@@ -134,10 +134,28 @@ int64_t ap_token_ttl(enum ap_token_type type)
     return 0;
 }
 
-static void mac(const uint8_t key[AP_TOKEN_KEY_BYTES], const uint8_t *msg, size_t n,
+static bool has_partner(uint8_t version)
+{
+    return version == AP_TOKEN_VERSION_PARTNER || version == AP_TOKEN_VERSION_B2_PARTNER;
+}
+
+/* The MAC of the token version: SipHash-128 (3, 4) or BLAKE2b-128 (1, 2). */
+static void mac(const struct ap_token_key *k, uint8_t version, const uint8_t *msg, size_t n,
                 uint8_t out[AP_TOKEN_MAC_BYTES])
 {
-    crypto_generichash(out, AP_TOKEN_MAC_BYTES, msg, n, key, AP_TOKEN_KEY_BYTES);
+    _Static_assert(crypto_shorthash_siphashx24_BYTES == AP_TOKEN_MAC_BYTES, "MAC size");
+    if (version == AP_TOKEN_VERSION || version == AP_TOKEN_VERSION_PARTNER)
+        crypto_shorthash_siphashx24(out, msg, n, k->sip);
+    else
+        crypto_generichash(out, AP_TOKEN_MAC_BYTES, msg, n, k->key, AP_TOKEN_KEY_BYTES);
+}
+
+/* The SipHash subkey: BLAKE2b keyed with the token key over a fixed label. */
+static void derive_sip(struct ap_token_key *k)
+{
+    static const char LABEL[] = "adplatform token siphash-128 key v1";
+    crypto_generichash(k->sip, sizeof(k->sip), (const unsigned char *)LABEL, sizeof(LABEL) - 1,
+                       k->key, AP_TOKEN_KEY_BYTES);
 }
 
 /* The binary token into bin[AP_TOKEN_MAX_BIN]: its length, or AP_EINVAL. */
@@ -148,7 +166,6 @@ static int encode(const struct ap_token_keyring *kr, struct ap_token *t, uint8_t
         t->price_micros < 0 || t->issued_at < 0 || t->partner_id < 0)
         return AP_EINVAL;
     const struct ap_token_key *k = &kr->keys[kr->n - 1];
-    /* version 2 only when there is a partner id: every other token stays version 1 */
     t->version = t->partner_id ? AP_TOKEN_VERSION_PARTNER : AP_TOKEN_VERSION;
     t->key_id = k->id;
     bin[0] = t->version;
@@ -164,9 +181,9 @@ static int encode(const struct ap_token_keyring *kr, struct ap_token *t, uint8_t
     n += put_varint(bin + n, (uint64_t)t->publisher_id);
     n += put_varint(bin + n, (uint64_t)t->price_micros);
     n += put_varint(bin + n, (uint64_t)t->issued_at);
-    if (t->version == AP_TOKEN_VERSION_PARTNER)
+    if (has_partner(t->version))
         n += put_varint(bin + n, (uint64_t)t->partner_id);
-    mac(k->key, bin, n, bin + n);
+    mac(k, t->version, bin, n, bin + n);
     n += AP_TOKEN_MAC_BYTES;
     return (int)n;
 }
@@ -211,7 +228,7 @@ static int verify_bin(const struct ap_token_keyring *kr, const uint8_t *bin, int
 {
     if (len < HEADER_BYTES + 6 + AP_TOKEN_MAC_BYTES)
         return AP_EINVAL;
-    if ((bin[0] != AP_TOKEN_VERSION && bin[0] != AP_TOKEN_VERSION_PARTNER) ||
+    if (bin[0] < AP_TOKEN_VERSION_B2 || bin[0] > AP_TOKEN_VERSION_PARTNER ||
         bin[3] < AP_TOKEN_IMP || bin[3] > AP_TOKEN_CONV)
         return AP_EINVAL;
     struct ap_token t;
@@ -224,7 +241,7 @@ static int verify_bin(const struct ap_token_keyring *kr, const uint8_t *bin, int
     size_t body = (size_t)len - AP_TOKEN_MAC_BYTES, p = HEADER_BYTES, used;
     int64_t *fields[7] = {&t.campaign_id,  &t.ad_id,     &t.placement_id, &t.publisher_id,
                           &t.price_micros, &t.issued_at, &t.partner_id};
-    int nfields = t.version == AP_TOKEN_VERSION_PARTNER ? 7 : 6;
+    int nfields = has_partner(t.version) ? 7 : 6;
     for (int i = 0; i < nfields; i++) {
         used = get_varint(bin + p, body - p, fields[i]);
         if (!used)
@@ -239,7 +256,7 @@ static int verify_bin(const struct ap_token_keyring *kr, const uint8_t *bin, int
             ki = i;
     uint8_t want[AP_TOKEN_MAC_BYTES];
     /* compute a MAC even for an unknown key, so timing says nothing about key ids */
-    mac(ki >= 0 ? kr->keys[ki].key : kr->keys[0].key, bin, body, want);
+    mac(ki >= 0 ? &kr->keys[ki] : &kr->keys[0], t.version, bin, body, want);
     bool ok = sodium_memcmp(want, bin + body, AP_TOKEN_MAC_BYTES) == 0;
     if (!ok || ki < 0 || !ap_token_key_accepted(kr, ki, now))
         return AP_EPERM;
@@ -307,6 +324,7 @@ int ap_token_keyring_add(struct ap_token_keyring *kr, uint16_t id, int64_t creat
     kr->keys[at].id = id;
     kr->keys[at].created_at = created_at;
     memcpy(kr->keys[at].key, key, AP_TOKEN_KEY_BYTES);
+    derive_sip(&kr->keys[at]);
     kr->n++;
     return AP_OK;
 }

@@ -74,7 +74,7 @@ static void test_token_v2_round_trip(void **state)
     assert_int_equal(ap_token_sign(&kr, &t, text, sizeof(text)), AP_EINVAL);
 }
 
-static void test_token_v1_unchanged(void **state)
+static void test_token_without_partner(void **state)
 {
     (void)state;
     struct ap_token_keyring kr;
@@ -88,12 +88,14 @@ static void test_token_v1_unchanged(void **state)
     uint8_t bin[AP_TOKEN_MAX_BIN];
     int len = ap_token_b64_decode(ap_span_cstr(text), bin, sizeof(bin));
     assert_true(len > 0);
-    assert_int_equal(bin[0], 1); /* still version 1 on the wire */
+    assert_int_equal(bin[0], 3); /* version 3 on the wire: no partner id */
     assert_int_equal(ap_token_verify(&kr, ap_span_cstr(text), NOW, 3600, &u), AP_OK);
     assert_int_equal(u.partner_id, 0);
-    /* a version byte changed to 2 (or 3) does not verify */
+    /* a version byte changed to any other (or to an unknown one) does not verify */
     char bad[AP_TOKEN_MAX_TEXT];
-    for (uint8_t v = 2; v <= 3; v++) {
+    for (uint8_t v = 1; v <= 5; v++) {
+        if (v == 3)
+            continue;
         bin[0] = v;
         assert_true(ap_token_b64_encode(bin, (size_t)len, bad, sizeof(bad)) > 0);
         assert_int_not_equal(ap_token_verify(&kr, ap_span_cstr(bad), NOW, 3600, &u), AP_OK);
@@ -235,7 +237,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_token_v2_round_trip),
-        cmocka_unit_test(test_token_v1_unchanged),
+        cmocka_unit_test(test_token_without_partner),
         cmocka_unit_test(test_token_v2_tamper),
         cmocka_unit_test(test_table_take_once),
         cmocka_unit_test(test_table_full_stripe_and_reuse),

@@ -201,9 +201,61 @@ static void test_rotation_overlap(void **state)
     assert_int_equal(kr.keys[1].id, 3);
     /* a ring without the key: refused */
     struct ap_token_keyring other;
-    ring(&other);
-    other.keys[0].key[0] ^= 1;
+    memset(&other, 0, sizeof(other));
+    other.overlap = 3600;
+    uint8_t k2[AP_TOKEN_KEY_BYTES];
+    for (int i = 0; i < AP_TOKEN_KEY_BYTES; i++)
+        k2[i] = (uint8_t)(i * 7 + 1);
+    k2[0] ^= 1; /* same id, one bit of key different */
+    assert_int_equal(ap_token_keyring_add(&other, 1, NOW - 1000, k2), AP_OK);
     assert_int_equal(ap_token_verify(&other, ap_span_cstr(old_tok), NOW, week, &u), AP_EPERM);
+}
+
+/* Tokens signed by earlier builds (version 1: BLAKE2b-128 MAC) verify while their key is
+ * accepted; the same bytes under the current version number do not. */
+static void test_legacy_blake2b_tokens_verify(void **state)
+{
+    (void)state;
+    struct ap_token_keyring kr;
+    ring(&kr);
+    uint8_t bin[AP_TOKEN_MAX_BIN];
+    size_t n = 0;
+    bin[n++] = AP_TOKEN_VERSION_B2;
+    bin[n++] = 0;
+    bin[n++] = 1; /* key id 1 */
+    bin[n++] = AP_TOKEN_CLICK;
+    bin[n++] = 0;
+    for (int i = 0; i < AP_TOKEN_ID_BYTES; i++)
+        bin[n++] = (uint8_t)(0xA0 + i);
+    const int64_t f[6] = {7, 8, 9, 10, 2500000, NOW - 60};
+    for (int i = 0; i < 6; i++) { /* LEB128 */
+        uint64_t v = (uint64_t)f[i];
+        while (v >= 0x80) {
+            bin[n++] = (uint8_t)(v | 0x80);
+            v >>= 7;
+        }
+        bin[n++] = (uint8_t)v;
+    }
+    crypto_generichash(bin + n, AP_TOKEN_MAC_BYTES, bin, n, kr.keys[0].key, AP_TOKEN_KEY_BYTES);
+    n += AP_TOKEN_MAC_BYTES;
+    char text[AP_TOKEN_MAX_TEXT];
+    assert_true(ap_token_b64_encode(bin, n, text, sizeof(text)) > 0);
+    struct ap_token u;
+    assert_int_equal(ap_token_verify(&kr, ap_span_cstr(text), NOW, 86400, &u), AP_OK);
+    assert_int_equal(u.version, AP_TOKEN_VERSION_B2);
+    assert_int_equal(u.type, AP_TOKEN_CLICK);
+    assert_int_equal(u.ad_id, 8);
+    assert_int_equal(u.price_micros, 2500000);
+    bin[0] = AP_TOKEN_VERSION; /* a BLAKE2b MAC is not a SipHash one */
+    assert_true(ap_token_b64_encode(bin, n, text, sizeof(text)) > 0);
+    assert_int_equal(ap_token_verify(&kr, ap_span_cstr(text), NOW, 86400, &u), AP_EPERM);
+    /* and new tokens are version 3 */
+    struct ap_token t;
+    sample(&t);
+    assert_true(ap_token_sign(&kr, &t, text, sizeof(text)) > 0);
+    assert_int_equal(t.version, AP_TOKEN_VERSION);
+    assert_int_equal(ap_token_b64_decode(ap_span_cstr(text), bin, sizeof(bin)) > 0, 1);
+    assert_int_equal(bin[0], 3);
 }
 
 static void test_key_file(void **state)
@@ -270,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_rotation_overlap),
         cmocka_unit_test(test_key_file),
         cmocka_unit_test(test_b64_strict),
+        cmocka_unit_test(test_legacy_blake2b_tokens_verify),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
