@@ -61,8 +61,9 @@ const struct ap_config_option ap_config_options[] = {
     OPT_INT("access-log-sample", access_log_sample, "0", 0, 1000000000, true,
             "log one request in N as an access-log line (0 = off)"),
     OPT_INT("backlog", backlog, "4096", 1, 65535, false, "listen(2) backlog"),
-    OPT_INT("event-sync-ms", event_sync_ms, "2", 1, 1000, false,
-            "event log group commit: a record waits at most this long for its fdatasync"),
+    OPT_INT("event-sync-ms", event_sync_ms, "0", 0, 1000, false,
+            "event log group commit: extra wait for company before an fdatasync (0 = sync as "
+            "soon as written; records arriving during a sync form the next group)"),
     OPT_INT("event-sync-records", event_sync_records, "4096", 1, 1048576, false,
             "event log group commit: fdatasync once this many records wait"),
     OPT_INT("event-ring", event_ring, "65536", 2, 16777216, false,

@@ -7,10 +7,10 @@
  * sequence k (from 1, per process run).
  *
  * Writer: drains every ring (round robin) into one buffer, write(2)s it to the current segment,
- * and fdatasyncs when `sync_records` records are pending or the oldest pending one has waited
- * `sync_interval_ms` (group commit). After the sync it publishes, per ring, the sequence up to
- * which records are durable and writes 1 to the ring's eventfd, and publishes the log's durable
- * end (readers' limit). With nothing pending it sleeps on a futex; the first append after that
+ * and fdatasyncs when the rings are drained, `sync_records` records are pending, or the oldest
+ * pending one has waited `sync_interval_ms` when that is set (group commit). After the sync it
+ * publishes, per ring, the sequence up to which records are durable and writes 1 to the ring's
+ * eventfd, and publishes the log's durable end (readers' limit). With nothing pending it sleeps on a futex; the first append after that
  * wakes it (one syscall per idle->busy transition, none while busy: then it polls every
  * POLL_US at most while a sync is not due yet).
  *
@@ -514,14 +514,17 @@ static void *writer_main(void *arg)
             pending += n;
         }
         if (pending) {
+            /* more waiting in the rings: write it first (one sync for all of it) */
+            if (n == BUF_FRAMES && pending < log->sync_records)
+                continue;
+            /* sync_ns 0 (the default): sync as soon as the rings are drained; what arrives
+             * during a sync is the next group, so the sync's own duration does the batching */
             if (pending >= log->sync_records || now - first_ns >= log->sync_ns ||
                 (stopping && n == 0)) {
                 sync_publish(log);
                 pending = 0;
                 continue;
             }
-            if (n == BUF_FRAMES)
-                continue; /* more waiting: keep writing */
             uint64_t left = log->sync_ns - (now - first_ns);
             sleep_ns(left < POLL_US * 1000ull ? left : POLL_US * 1000ull);
             continue;

@@ -13,8 +13,9 @@
  * base + byte offset in the segment. Positions only grow; the aggregator checkpoints one.
  *
  * Writing: each worker thread owns one single-producer ring (ap_evlog_append); one writer
- * thread drains the rings, writes, and fdatasyncs every `sync_interval_ms` or `sync_records`
- * records (group commit), then publishes per ring the sequence number up to which records are
+ * thread drains the rings, writes, and fdatasyncs (group commit: what arrives during a sync is
+ * written and synced together next; `sync_interval_ms` > 0 makes a record wait up to that long
+ * for company, `sync_records` caps a group), then publishes per ring the sequence number up to which records are
  * durable and wakes the ring's owner through its eventfd. A beacon handler appends, defers its
  * exchange, and answers once ap_evlog_durable(ring) >= the sequence it got: never before.
  * A full ring is AP_EAGAIN: the caller answers 503 with Retry-After (the event is not counted).
@@ -42,7 +43,7 @@
 
 #define AP_EVENT_VERSION 1
 #define AP_EVLOG_DEFAULT_SEGMENT_BYTES (64u * 1024 * 1024)
-#define AP_EVLOG_DEFAULT_SYNC_MS 2
+#define AP_EVLOG_DEFAULT_SYNC_MS 0 /* sync as soon as the rings are drained */
 #define AP_EVLOG_DEFAULT_SYNC_RECORDS 4096
 #define AP_EVLOG_DEFAULT_RING 65536 /* records per worker ring (a power of two) */
 
