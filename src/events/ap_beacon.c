@@ -181,7 +181,8 @@ static void run_hook(struct ap_loop *loop, struct bw *w, const struct ap_event *
         fn(loop, (int)(w - G.w), ev);
 }
 
-/* Country and device from the request (browser beacons), when the edge modules exist. */
+/* Country and device from the request (browser beacons), when the edge modules exist. The
+ * client address follows X-Forwarded-For from trusted proxies, as decisions do. */
 static void fill_ctx(struct ap_http_exchange *x, struct ap_event *ev)
 {
     bool geo = G.edge.geo_lookup && G.edge.geo, ua = G.edge.ua_parse && G.edge.ua;
@@ -191,7 +192,8 @@ static void fill_ctx(struct ap_http_exchange *x, struct ap_event *ev)
     ap_serve_ctx_init(&ctx, 0);
     if (geo) {
         char ip[AP_SERVE_CTX_IP_MAX];
-        if (ap_http_peer_addr(x, ip, sizeof(ip)) == AP_OK)
+        ap_serve_client_ip(x, ip, sizeof(ip));
+        if (ip[0])
             G.edge.geo_lookup(G.edge.geo, ip, &ctx);
     }
     if (ua) {

@@ -208,6 +208,11 @@ void ap_serve_stop(void);
  * landing URL), AP_ELIMIT (cap too small). Worker threads (takes the RCU read lock itself). */
 int ap_serve_landing_url(int64_t ad_id, char *out, size_t cap);
 
+/* The client's address for request x in numeric form into out[cap] ("" when unknown): the
+ * peer, or, when the peer is one of --trusted-proxies, the right-most X-Forwarded-For entry
+ * that is not a trusted proxy (the rule /v1/decision uses). The exchange's worker thread. */
+void ap_serve_client_ip(struct ap_http_exchange *x, char *out, size_t cap);
+
 /* Counts a click for the campaign (goals "clicks"), until the events pipeline feeds spend.
  * Any thread. */
 void ap_serve_record_click(int64_t campaign_id);

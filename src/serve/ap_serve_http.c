@@ -1203,6 +1203,12 @@ static void new_id(int worker, uint8_t out[16])
     crypto_stream_chacha20(out, 16, nonce, w->id_key);
 }
 
+void ap_serve_client_ip(struct ap_http_exchange *x, char *out, size_t cap)
+{
+    if (cap)
+        resolve_ip(x, AP_SPAN_NULL, out, cap);
+}
+
 static void resolve_ctx(struct ap_http_exchange *x, const struct dreq *r, struct ap_serve_ctx *ctx)
 {
     ap_serve_ctx_init(ctx, ap_time_unix());

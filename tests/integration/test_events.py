@@ -85,6 +85,7 @@ def main():
     finally:
         D.__exit__(None, None, None)
     tiny_ring(T)
+    behind_a_proxy(T)
     T.finish()
 
 
@@ -376,6 +377,39 @@ def tiny_ring(T):
             check(not (busy_ids & logged), "a 503 beacon was logged")
             check(metric(D, 'ap_events_unavailable_total{type="imp"}') == len(busy_ids))
             check(metric(D, 'ap_evlog_ring_full_total{type="imp"}') == len(busy_ids))
+    finally:
+        D.__exit__(None, None, None)
+
+
+def behind_a_proxy(T):
+    """Behind a load balancer (--trusted-proxies), a beacon's country comes from the right-most
+    untrusted X-Forwarded-For entry, as for decisions; without it, from the peer (tor-geoipdb's
+    country data, the default geo source, knows 8.8.8.8 as US and 5.9.0.1 as DE)."""
+    D = Daemon("--threads", "1", "--uap-regexes", "none", "--trusted-proxies", "127.0.0.1/32")
+    D.start()
+    try:
+        @T.case
+        def beacon_country_follows_trusted_x_forwarded_for():
+            S = Signer(D.data_dir)
+
+            def country_of(headers):
+                i = os.urandom(16)
+                t = S.token(IMP, i, 1, 1, 1, 1, 5, int(time.time()))
+                st, _, _ = get(D, "/v1/e/imp?t=" + t, headers=headers)
+                check(st == 200, st)
+                ev = [e for e in dump(D, "imp") if e["imp_id"] == i.hex()]
+                check(len(ev) == 1, ev)
+                return ev[0]["country"]
+
+            t0 = time.time()  # the geo data loads in the background at start
+            while country_of({"X-Forwarded-For": "8.8.8.8"}) != "US":
+                check(time.time() - t0 < 30, "geo data not loaded within 30 s")
+                time.sleep(0.2)
+            check(country_of({"X-Forwarded-For": "5.9.0.1"}) == "DE")
+            check(country_of({"X-Forwarded-For": "5.9.0.1, 8.8.8.8"}) == "US")  # right-most
+            check(country_of({"X-Forwarded-For": "8.8.8.8, 127.0.0.1"}) == "US")  # skip trusted
+            check(country_of({}) == "")  # the peer, 127.0.0.1
+            check(country_of({"X-Forwarded-For": "not-an-ip"}) == "")
     finally:
         D.__exit__(None, None, None)
 
