@@ -362,7 +362,11 @@ int ap_app_serve(int argc, char **argv)
         char dbpath[AP_CONFIG_STR_MAX + 32];
         snprintf(dbpath, sizeof(dbpath), "%s/adplatform.db", app.cfg.data_dir);
         struct ap_agg_options ago = {
-            .db_path = dbpath, .log_dir = evdir, .log = app.evlog, .feed = feed_spend};
+            .db_path = dbpath,
+            .log_dir = evdir,
+            .log = app.evlog,
+            .feed = feed_spend,
+            .retention_s = app.cfg.event_retention_hours * 3600};
         if (!(g_agg = ap_agg_create(&ago, &rc, err, sizeof(err))) ||
             (rc = ap_agg_start(g_agg)) != AP_OK) {
             ap_log_error("cannot start the aggregator: %s", g_agg ? ap_strerror(rc) : err);

@@ -70,6 +70,9 @@ const struct ap_config_option ap_config_options[] = {
             "event records buffered per data-plane worker (a power of two; full: 503)"),
     OPT_INT("event-segment-mb", event_segment_mb, "64", 1, 65536, false,
             "event log segment file size before rolling, MiB"),
+    OPT_INT("event-retention-hours", event_retention_hours, "168", 0, 876000, false,
+            "delete event log segments the aggregator has counted once they are this old "
+            "(0 = keep every segment); reports keep their rollups"),
     OPT_INT("token-key-overlap", token_key_overlap, "172800", 1, 31622400, false,
             "seconds a replaced token signing key still verifies tokens after a rotation"),
     {NULL, 0, 0, 0, NULL, 0, 0, false, NULL},

@@ -46,10 +46,11 @@ struct ap_config {
     int64_t drain_timeout_ms;
     int64_t access_log_sample; /* log 1 in N requests; 0 = off */
     int64_t backlog;
-    int64_t event_sync_ms;      /* event log group commit: fdatasync at least this often */
+    int64_t event_sync_ms;      /* event log group commit: extra wait for company (0: none) */
     int64_t event_sync_records; /* ... or after this many records */
     int64_t event_ring;         /* records per worker ring (a power of two) */
     int64_t event_segment_mb;   /* event log segment size */
+    int64_t event_retention_hours; /* counted segments older than this are deleted; 0 keep */
     int64_t token_key_overlap;  /* seconds a replaced token key still verifies */
 };
 

@@ -21,6 +21,7 @@
 #include "../core/ap_error.h"
 #include "../core/ap_log.h"
 #include "../core/ap_thread.h"
+#include "../core/ap_time.h"
 #include "../serve/ap_serve_internal.h" /* ap__serve_tz_load: the TZif reader */
 #include "../store/ap_store.h"
 #include "ap_money.h"
@@ -185,7 +186,8 @@ struct ap_agg {
 
     /* stats (aggregator thread writes; any thread reads) */
     _Atomic uint64_t s_checkpoint, s_end, s_events, s_dups, s_test, s_unknown, s_batches,
-        s_failures, s_commit_last, s_commit_max;
+        s_failures, s_commit_last, s_commit_max, s_pruned;
+    uint64_t pruned_ns; /* monotonic time of the last retention pass (aggregator thread) */
     _Atomic int64_t s_last_event_ms; /* time of the newest event committed */
     _Atomic uint64_t s_lag_hist[LAG_BUCKETS];
     _Atomic uint64_t s_lag_sum_ms;
@@ -817,6 +819,20 @@ static void *agg_main(void *arg)
             backoff_ms = backoff_ms ? (backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2) : 100;
         else
             backoff_ms = 0;
+        if (rc == AP_OK && a->o.retention_s > 0 &&
+            ap_time_mono_ns() - a->pruned_ns >= AP_AGG_PRUNE_EVERY_S * 1000000000ull) {
+            /* retention: only what the committed checkpoint has passed can go */
+            a->pruned_ns = ap_time_mono_ns();
+            int deleted = 0;
+            int prc = ap_evlog_prune(a->log_dir, a->state.log_offset, a->o.retention_s, &deleted);
+            if (prc != AP_OK)
+                ap_log_warn("agg: event log retention: %s", ap_strerror(prc));
+            if (deleted) {
+                atomic_fetch_add(&a->s_pruned, (uint64_t)deleted);
+                ap_log_info("agg: deleted %d counted event log segment(s) older than %lld h",
+                            deleted, (long long)(a->o.retention_s / 3600));
+            }
+        }
         if (rc == AP_OK && n >= a->o.batch_max)
             continue; /* behind: go on at once */
         int wait_ms = backoff_ms ? backoff_ms : a->o.interval_ms;
@@ -952,6 +968,7 @@ void ap_agg_stats(struct ap_agg *a, struct ap_agg_stats *out)
     out->events = atomic_load(&a->s_events);
     out->duplicates = atomic_load(&a->s_dups);
     out->test_events = atomic_load(&a->s_test);
+    out->segments_deleted = atomic_load(&a->s_pruned);
     out->unknown_campaign = atomic_load(&a->s_unknown);
     out->batches = atomic_load(&a->s_batches);
     out->failures = atomic_load(&a->s_failures);
@@ -991,12 +1008,14 @@ size_t ap_agg_metrics(struct ap_agg *a, char *out, size_t cap)
         "# HELP ap_agg_failures_total Batches rolled back (retried).\n"
         "# TYPE ap_agg_failures_total counter\nap_agg_failures_total %llu\n"
         "# HELP ap_agg_commit_seconds_max Longest batch transaction.\n"
-        "# TYPE ap_agg_commit_seconds_max gauge\nap_agg_commit_seconds_max %.6f\n",
+        "# TYPE ap_agg_commit_seconds_max gauge\nap_agg_commit_seconds_max %.6f\n"
+        "# HELP ap_evlog_segments_deleted_total Counted event log segments deleted by retention.\n"
+        "# TYPE ap_evlog_segments_deleted_total counter\nap_evlog_segments_deleted_total %llu\n",
         (unsigned long long)s.lag_bytes, (unsigned long long)s.lag_records, s.lag_seconds,
         (unsigned long long)s.events, (unsigned long long)s.duplicates,
         (unsigned long long)s.test_events, (unsigned long long)s.unknown_campaign,
         (unsigned long long)s.batches, (unsigned long long)s.failures,
-        (double)s.commit_us_max / 1e6);
+        (double)s.commit_us_max / 1e6, (unsigned long long)s.segments_deleted);
     if (n < 0)
         return 0;
     size_t len = (size_t)n < cap ? (size_t)n : (cap ? cap - 1 : 0);

@@ -61,7 +61,11 @@ struct ap_agg_options {
     void *feed_ud;
     int interval_ms;    /* 0: AP_AGG_DEFAULT_INTERVAL_MS */
     uint32_t batch_max; /* 0: AP_AGG_DEFAULT_BATCH */
+    int64_t retention_s; /* > 0: the thread deletes log segments it has counted once they are
+                            this old (ap_evlog_prune, checked every AP_AGG_PRUNE_EVERY_S) */
 };
+
+#define AP_AGG_PRUNE_EVERY_S 60
 
 struct ap_agg;
 
@@ -96,6 +100,7 @@ struct ap_agg_stats {
     uint64_t events;           /* counted (persisted) */
     uint64_t duplicates;       /* dropped (persisted) */
     uint64_t test_events;      /* counted as test traffic since start */
+    uint64_t segments_deleted; /* log segments deleted by retention since start */
     uint64_t unknown_campaign; /* billable events of campaigns not in the store (not billed) */
     uint64_t batches, failures;
     uint64_t commit_us_last, commit_us_max;

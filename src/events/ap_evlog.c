@@ -837,7 +837,12 @@ struct ap_evlog_reader *ap_evlog_reader_open(const char *dir, uint64_t from, int
     if (i > 0) {
         if ((rc = reader_open_seg(rd, bases[i - 1])) != AP_OK)
             goto fail;
-    } else if (from != 0 && n > 0) {
+    } else if (from == 0 && n > 0) {
+        /* "the beginning" after retention deleted the first segments: the oldest one left */
+        if ((rc = reader_open_seg(rd, bases[0])) != AP_OK)
+            goto fail;
+        rd->pos = bases[0];
+    } else if (n > 0) {
         rc = AP_ENOTFOUND; /* before the first segment: deleted (retention) */
         goto fail;
     }
@@ -890,6 +895,41 @@ int ap_evlog_reader_next(struct ap_evlog_reader *rd, uint64_t limit, struct ap_e
         return limit == UINT64_MAX ? 0 : AP_ECORRUPT;
     }
     return AP_ECORRUPT;
+}
+
+int ap_evlog_prune(const char *dir, uint64_t upto, int64_t min_age_s, int *deleted)
+{
+    *deleted = 0;
+    uint64_t *bases = NULL;
+    size_t n = 0;
+    int rc = list_segments(dir, &bases, &n);
+    if (rc != AP_OK)
+        return rc;
+    time_t now = time(NULL);
+    /* segment i ends where segment i + 1 begins; the last one (being written) always stays */
+    for (size_t i = 0; i + 1 < n && bases[i + 1] <= upto; i++) {
+        char path[PATH_MAX + 32];
+        seg_path(path, sizeof(path), dir, bases[i]);
+        struct stat st;
+        if (stat(path, &st) != 0)
+            continue;
+        if ((int64_t)(now - st.st_mtime) < min_age_s)
+            break; /* newer ones are younger still */
+        if (unlink(path) != 0) {
+            rc = ap_error_from_errno(errno);
+            break;
+        }
+        (*deleted)++;
+    }
+    free(bases);
+    if (*deleted) {
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            (void)fsync(dfd);
+            close(dfd);
+        }
+    }
+    return rc;
 }
 
 void ap_evlog_reader_close(struct ap_evlog_reader *rd)

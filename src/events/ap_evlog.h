@@ -160,6 +160,13 @@ uint64_t ap_evlog_full_rejects(const struct ap_evlog *log, int type);
 extern const uint64_t ap_evlog_sync_bounds_us[AP_EVLOG_SYNC_BUCKETS - 1];
 void ap_evlog_sync_histogram(const struct ap_evlog *log, uint64_t out[AP_EVLOG_SYNC_BUCKETS]);
 
+/* Retention: deletes the whole segments of the log in dir that end at or before log position
+ * `upto` (pass the aggregator's checkpoint: everything before it is counted) and were last
+ * written more than min_age_s seconds ago, oldest first; never the last segment. Readers
+ * opened before keep their open segment. *deleted: how many. AP_OK or an AP_E* code. Blocking
+ * file I/O: a background thread. */
+int ap_evlog_prune(const char *dir, uint64_t upto, int64_t min_age_s, int *deleted);
+
 /* On-disk frame: 8 header bytes + the record. */
 #define AP_EVLOG_FRAME_BYTES (8 + sizeof(struct ap_event))
 

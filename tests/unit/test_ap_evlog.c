@@ -349,6 +349,66 @@ static void test_rolling(void **state)
     ap_evlog_reader_close(rd);
 }
 
+/* ---- retention ---- */
+
+/* Reads from `from` to the end: the count, and the first record's key in *first. */
+static int read_from(uint64_t from, uint64_t *first, int *err)
+{
+    struct ap_evlog_reader *rd = ap_evlog_reader_open(evdir, from, err);
+    if (!rd)
+        return -1;
+    struct ap_event ev;
+    uint64_t next;
+    int n = 0;
+    while (ap_evlog_reader_next(rd, UINT64_MAX, &ev, &next) == 1) {
+        if (n++ == 0)
+            memcpy(first, ev.imp_id + 8, 8);
+    }
+    ap_evlog_reader_close(rd);
+    return n;
+}
+
+static void write_log(int n, uint64_t segment_bytes);
+
+static void test_retention(void **state)
+{
+    (void)state;
+    write_log(105, 10 * FRAME); /* 11 segments: bases 0, 10, ..., 100 frames */
+    int deleted = -1, err = 0;
+    uint64_t first = 0;
+    /* nothing is old enough yet */
+    assert_int_equal(ap_evlog_prune(evdir, 105 * FRAME, 3600, &deleted), AP_OK);
+    assert_int_equal(deleted, 0);
+    assert_int_equal(count_segments(), 11);
+    /* only whole segments that end at or before the checkpoint: [0,10) [10,20) [20,30) */
+    assert_int_equal(ap_evlog_prune(evdir, 37 * FRAME, 0, &deleted), AP_OK);
+    assert_int_equal(deleted, 3);
+    assert_int_equal(count_segments(), 8);
+    assert_int_equal(read_from(37 * FRAME, &first, &err), 105 - 37); /* the checkpoint reads on */
+    assert_int_equal(first, 37);
+    assert_int_equal(read_from(0, &first, &err), 105 - 30); /* "the beginning": the oldest kept */
+    assert_int_equal(first, 30);
+    assert_int_equal(read_from(5 * FRAME, &first, &err), -1); /* deleted: said, not skipped */
+    assert_int_equal(err, AP_ENOTFOUND);
+    /* never the last segment, which the writer appends to */
+    assert_int_equal(ap_evlog_prune(evdir, UINT64_MAX, 0, &deleted), AP_OK);
+    assert_int_equal(deleted, 7);
+    assert_int_equal(count_segments(), 1);
+    assert_int_equal(read_from(0, &first, &err), 5);
+    assert_int_equal(first, 100);
+    /* and the log opens and appends after it */
+    struct ap_evlog *log = open_log(1, 64, 10 * FRAME);
+    struct ap_evlog_ring *r = ap_evlog_ring(log, 0);
+    struct ap_event ev;
+    make_event(&ev, 0, 105);
+    int64_t s;
+    while ((s = ap_evlog_append(r, &ev)) == AP_EAGAIN)
+        sched_yield();
+    wait_durable(r, s);
+    ap_evlog_close(log);
+    assert_int_equal(read_from(100 * FRAME, &first, &err), 6);
+}
+
 /* ---- recovery ---- */
 
 static void write_log(int n, uint64_t segment_bytes)
@@ -607,6 +667,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolling, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_truncate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_full, setup, teardown),
