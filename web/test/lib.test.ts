@@ -1,7 +1,7 @@
 import {describe, expect, it} from 'vitest';
 import {parseMoney, microsToInput, localInputToIso} from '../src/lib/format';
 import {buckets, diffBuckets, overviewFrom, parseProm, partnerTarget, quantileFromBuckets, rate, sum} from '../src/lib/prom';
-import {toValue, validateField, SPECS, toText} from '../src/lib/fields';
+import {toValue, validateField, SPECS, toText, refQuery} from '../src/lib/fields';
 import {visibleRange} from '../src/components/VirtualTable';
 import {searchCountries} from '../src/lib/countries';
 
@@ -107,5 +107,19 @@ describe('country picker', () => {
     expect(searchCountries('de')[0]).toBe('DE');
     expect(searchCountries('germ')).toContain('DE');
     expect(searchCountries('').length).toBeGreaterThan(240);
+  });
+});
+
+describe('ref choices', () => {
+  const creative = SPECS.ads.find((f) => f.name === 'creative_id')!;
+  it('an ad offers the creatives of its campaign\'s advertiser', () => {
+    expect(refQuery(creative, {campaign_id: ''}, undefined)).toBeUndefined();
+    expect(refQuery(creative, {campaign_id: '7'}, undefined)).toBeUndefined(); // campaign loading
+    expect(refQuery(creative, {campaign_id: '7'}, {id: 7, advertiser_id: 3})).toEqual({advertiser_id: '3'});
+  });
+  it('a plain refFilter uses the form\'s own field', () => {
+    const f = {name: 'x', label: 'X', type: 'ref' as const, ref: 'creatives' as const, refFilter: 'advertiser_id'};
+    expect(refQuery(f, {advertiser_id: '5'})).toEqual({advertiser_id: '5'});
+    expect(refQuery(f, {advertiser_id: ''})).toBeUndefined();
   });
 });

@@ -3,9 +3,9 @@
 import {createSignal, For, Show, createResource, type JSX} from 'solid-js';
 import {useNavigate} from '@solidjs/router';
 import {useQueryClient} from '@tanstack/solid-query';
-import {create, update, listAll, type ResourceName} from '../api/client';
+import {create, update, listAll, getOne, type ResourceName} from '../api/client';
 import {fieldErrorMap, errorMessage, ApiError} from '../api/errors';
-import {type FieldSpec, toText, toValue, validateField} from '../lib/fields';
+import {type FieldSpec, toText, toValue, validateField, refQuery} from '../lib/fields';
 import {canOperate} from '../auth';
 import {Field, FormError, Btn} from './ui';
 
@@ -72,6 +72,17 @@ export function ResourceForm(props: {
   const initial: Record<string, string> = {};
   for (const f of props.fields) initial[f.name] = props.row ? toText(f, props.row[f.name]) : (props.defaults?.[f.name] ?? f.default ?? '');
   const [vals, setVals] = createSignal(initial);
+  // rows that narrow a ref field's choices (refVia): fetched when the pointing field is set
+  const via: Record<string, () => Row | undefined> = {};
+  for (const f of props.fields) {
+    const v = f.refVia;
+    if (!v) continue;
+    const [row] = createResource(
+      () => vals()[v.field] || false,
+      (id) => getOne(v.from, id) as Promise<Row>,
+    );
+    via[f.name] = () => (row.error || row.loading ? undefined : row());
+  }
   const [errs, setErrs] = createSignal<Record<string, string>>({});
   const [formErr, setFormErr] = createSignal<string>();
   const [saving, setSaving] = createSignal(false);
@@ -138,7 +149,7 @@ export function ResourceForm(props: {
                   }}
                   onBlur={() => check(f)}
                   disabled={locked(f)}
-                  filter={f.refFilter && vals()[f.refFilter] ? {[f.refFilter]: vals()[f.refFilter]} : undefined}
+                  filter={refQuery(f, vals(), via[f.name]?.())}
                 />
               )}
             </Field>

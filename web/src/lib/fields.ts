@@ -14,6 +14,9 @@ export interface FieldSpec {
   options?: readonly string[];
   ref?: 'advertisers' | 'campaigns' | 'creatives' | 'publishers' | 'sites';
   refFilter?: string; // a field of this form whose value filters the ref list (e.g. creatives by advertiser)
+  // the ref list is filtered by `key` of the `from` row this form's `field` points at (an ad's
+  // creatives by the advertiser of its campaign)
+  refVia?: {field: string; from: 'campaigns'; key: string};
   min?: number;
   max?: number;
   minLength?: number;
@@ -128,7 +131,8 @@ export const SPECS: Record<string, FieldSpec[]> = {
   ],
   ads: [
     {name: 'campaign_id', label: 'Campaign', type: 'ref', ref: 'campaigns', required: true, createOnly: true},
-    {name: 'creative_id', label: 'Creative', type: 'ref', ref: 'creatives', required: true},
+    {name: 'creative_id', label: 'Creative', type: 'ref', ref: 'creatives', required: true,
+      refVia: {field: 'campaign_id', from: 'campaigns', key: 'advertiser_id'}},
     {name: 'landing_url', label: 'Landing URL', type: 'url', nullable: true, maxLength: 2048},
     {name: 'weight', label: 'Weight', type: 'int', min: 0, max: 1000000, default: '1'},
     {name: 'status', label: 'Status', type: 'select', options: STATUS3, default: 'active'},
@@ -141,3 +145,14 @@ export const SPECS: Record<string, FieldSpec[]> = {
     {name: 'publisher_ids', label: 'Publisher ids', type: 'list', intList: true, hint: 'for publisher users', createOnly: true, pattern: /^[\d,\s]*$/, patternHint: 'Numbers separated by commas'},
   ],
 };
+
+/** The query that narrows a ref field's choices: by another field of the form (refFilter), or by a
+ * key of the row another field points at (refVia; `via` is that row once loaded). */
+export function refQuery(f: FieldSpec, vals: Record<string, string>, via?: Record<string, unknown>): Record<string, string> | undefined {
+  if (f.refFilter && vals[f.refFilter]) return {[f.refFilter]: vals[f.refFilter]};
+  if (f.refVia && vals[f.refVia.field] && via) {
+    const k = via[f.refVia.key];
+    if (k !== undefined && k !== null && k !== '') return {[f.refVia.key]: String(k)};
+  }
+  return undefined;
+}
