@@ -151,3 +151,32 @@ print(f"{rps:.0f} {lat('50%'):.0f} {lat('99%'):.0f} {reqs} {cpu_us / max(reqs,1)
       f"{(errs.group(1) if errs else '0')} {('yes' if sock else 'no')}")
 PY
 }
+
+# run_post URL CONNS LUA -> "rps p50 p99 requests cpu_us_per_req non2xx sockerr": a 1 s warm-up,
+# then DURATION seconds of wrk (on CLIENT_CPU, with the Lua script LUA), the CPU time of
+# $SERVER_PIDS over the run divided by the requests served
+run_post() {
+  local url=$1 conns=$2 lua=$3 out="$WORK/wrk.out" before after hz
+  hz=$(getconf CLK_TCK)
+  taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d1s -s "$lua" "$url" >/dev/null 2>&1 || true
+  before=$(cpu_ticks $SERVER_PIDS)
+  taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency -s "$lua" "$url" > "$out" 2>&1
+  after=$(cpu_ticks $SERVER_PIDS)
+  python3 - "$out" "$before" "$after" "$hz" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+before, after, hz = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def lat(label):
+    m = re.search(r"^\s*%s\s+([\d.]+)(us|ms|s)\s*$" % label, text, re.M)
+    if not m: return float("nan")
+    v = float(m.group(1)); return v * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
+m = re.search(r"(\d+) requests in", text)
+reqs = int(m.group(1)) if m else 0
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+errs = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+sock = re.search(r"Socket errors: (.*)", text)
+cpu_us = (after - before) * 1e6 / hz
+print(f"{rps:.0f} {lat('50%'):.0f} {lat('99%'):.0f} {reqs} {cpu_us / max(reqs,1):.3f} "
+      f"{(errs.group(1) if errs else '0')} {('yes' if sock else 'no')}")
+PY
+}

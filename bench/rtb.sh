@@ -56,33 +56,6 @@ request = function()
 end
 LUA
 
-# run URL CONNS -> "rps p50 p99 requests cpu_us_per_req non2xx sockerr"
-run_post() {
-  local url=$1 conns=$2 out="$WORK/wrk.out" before after hz
-  hz=$(getconf CLK_TCK)
-  taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d1s -s "$WORK/rtb.lua" "$url" >/dev/null 2>&1 || true
-  before=$(cpu_ticks $SERVER_PIDS)
-  taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency -s "$WORK/rtb.lua" "$url" > "$out" 2>&1
-  after=$(cpu_ticks $SERVER_PIDS)
-  python3 - "$out" "$before" "$after" "$hz" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-before, after, hz = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-def lat(label):
-    m = re.search(r"^\s*%s\s+([\d.]+)(us|ms|s)\s*$" % label, text, re.M)
-    if not m: return float("nan")
-    v = float(m.group(1)); return v * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
-m = re.search(r"(\d+) requests in", text)
-reqs = int(m.group(1)) if m else 0
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-errs = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-sock = re.search(r"Socket errors: (.*)", text)
-cpu_us = (after - before) * 1e6 / hz
-print(f"{rps:.0f} {lat('50%'):.0f} {lat('99%'):.0f} {reqs} {cpu_us / max(reqs,1):.3f} "
-      f"{(errs.group(1) if errs else '0')} {('yes' if sock else 'no')}")
-PY
-}
-
 RESULTS="$WORK/results.txt"
 : > "$RESULTS"
 port=$(free_port)
@@ -96,7 +69,7 @@ done
 curl -s -X POST --data-binary @"$WORK/request.json" "http://127.0.0.1:$port/openrtb2/auction" \
   | head -c 400 >&2; echo >&2
 for conns in 16 64 256; do
-  r_ap=$(run_post "http://127.0.0.1:$port/openrtb2/auction" "$conns")
+  r_ap=$(run_post "http://127.0.0.1:$port/openrtb2/auction" "$conns" "$WORK/rtb.lua")
   echo "ap $conns $r_ap" >> "$RESULTS"
   echo "adplatform c=$conns: $r_ap" >&2
 done
@@ -105,7 +78,7 @@ port=$(free_port)
 start_nginx "$port" 1 "$SERVER_CPU" 'return 200 "ok";'
 SERVER_PIDS=$(tree_pids "$NGINX_PID")
 for conns in 16 64 256; do
-  r_ng=$(run_post "http://127.0.0.1:$port/openrtb2/auction" "$conns")
+  r_ng=$(run_post "http://127.0.0.1:$port/openrtb2/auction" "$conns" "$WORK/rtb.lua")
   echo "ng $conns $r_ng" >> "$RESULTS"
   echo "nginx c=$conns: $r_ng" >&2
 done
