@@ -36,6 +36,11 @@ json_t *ap__store_cursor_json(bool more, int64_t last_id);
 bool ap__store_actor_sees(const struct ap_store_actor *actor, enum ap_schema_owner kind,
                           int64_t owner_id);
 
+/* SQLite backend files (ap_store_sqlite.c, ap_store_rollup.c): writes "sqlite: <error> (<rc>):
+ * <message of db>" into msg[cap] and maps the SQLite result code rc to an AP_E* code. */
+struct sqlite3;
+int ap__store_sqlite_error(struct sqlite3 *db, int rc, char *msg, size_t cap);
+
 /* malloc/realloc/strdup that obey the allocation fault hook (ap_store_fault.h). */
 void *ap__store_malloc(size_t n);
 void *ap__store_realloc(void *p, size_t n);

@@ -16,6 +16,7 @@
 
 #include "../core/ap_buf.h"
 #include "../core/ap_error.h"
+#include "ap_store_internal.h"
 
 #define BUSY_TIMEOUT_MS 10000
 #define ERRMSG_MAX 256
@@ -90,22 +91,7 @@ const char *ap_store_rollup_dim_column(enum ap_store_rollup_dim d)
 
 static int fail(struct ap_store_rollup *r, int rc)
 {
-    snprintf(r->errmsg, sizeof(r->errmsg), "sqlite: %s (%d): %s", sqlite3_errstr(rc), rc,
-             r->db ? sqlite3_errmsg(r->db) : "no connection");
-    switch (rc & 0xff) {
-    case SQLITE_NOMEM:
-        return AP_ENOMEM;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return AP_EBUSY;
-    case SQLITE_CONSTRAINT:
-        return AP_ECONFLICT;
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-        return AP_ECORRUPT;
-    default:
-        return AP_EIO;
-    }
+    return ap__store_sqlite_error(r->db, rc, r->errmsg, sizeof(r->errmsg));
 }
 
 const char *ap_store_rollup_errmsg(struct ap_store_rollup *r)

@@ -59,11 +59,10 @@ static struct sq *SQ(struct ap_store *st)
 
 /* ---- errors --------------------------------------------------------------------------------- */
 
-/* Records the SQLite error and maps it to an AP_E* code. */
-static int sql_fail(struct sq *s, int rc)
+int ap__store_sqlite_error(struct sqlite3 *db, int rc, char *msg, size_t cap)
 {
-    snprintf(s->errmsg, sizeof(s->errmsg), "sqlite: %s (%d): %s", sqlite3_errstr(rc), rc,
-             s->db ? sqlite3_errmsg(s->db) : "no connection");
+    snprintf(msg, cap, "sqlite: %s (%d): %s", sqlite3_errstr(rc), rc,
+             db ? sqlite3_errmsg(db) : "no connection");
     switch (rc & 0xff) {
     case SQLITE_NOMEM:
         return AP_ENOMEM;
@@ -78,6 +77,12 @@ static int sql_fail(struct sq *s, int rc)
     default: /* IOERR, FULL, CANTOPEN, READONLY, PROTOCOL, ERROR, ... */
         return AP_EIO;
     }
+}
+
+/* Records the SQLite error and maps it to an AP_E* code. */
+static int sql_fail(struct sq *s, int rc)
+{
+    return ap__store_sqlite_error(s->db, rc, s->errmsg, sizeof(s->errmsg));
 }
 
 static int fail_msg(struct sq *s, int code, const char *msg)
